@@ -1,0 +1,104 @@
+"""Build the optimizer: parameter groups (no weight decay on biases and norms, decoupled LR for
+embeddings), fp32 main params, Adam(W) or SGD, and the loss scaler for fp16."""
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+
+from megatron.core import device
+from megatron.core.optimizer.grad_scaler import ConstantGradScaler, DynamicGradScaler
+from megatron.core.optimizer.optimizer import (
+    Float16OptimizerWithFloat16Params,
+    FP32Optimizer,
+    MegatronOptimizer,
+    MixedPrecisionOptimizer,
+)
+from megatron.core.optimizer.optimizer_config import OptimizerConfig
+
+
+def _default_no_weight_decay(name: str, param: torch.nn.Parameter) -> bool:
+    return name.endswith(".bias") or len(param.shape) == 1
+
+
+def _get_param_groups(model_chunks: List[torch.nn.Module], config: OptimizerConfig,
+                      no_weight_decay_cond: Optional[Callable], scale_lr_cond: Optional[Callable],
+                      lr_mult: float) -> List[Dict]:
+    """Group parameters by (weight-decay multiplier, LR multiplier, decoupled LR)."""
+    groups: Dict[Tuple, List[torch.nn.Parameter]] = {}
+    seen = set()
+    for chunk in model_chunks:
+        for name, param in chunk.named_parameters():
+            if not param.requires_grad or id(param) in seen:
+                continue
+            seen.add(id(param))
+            no_wd = (no_weight_decay_cond or _default_no_weight_decay)(name, param)
+            scale_lr = scale_lr_cond(name, param) if scale_lr_cond is not None else False
+            decoupled = config.decoupled_lr is not None and getattr(param, "is_embedding_or_output_parameter", False)
+            key = (0.0 if no_wd else 1.0, lr_mult if scale_lr else 1.0, decoupled)
+            groups.setdefault(key, []).append(param)
+    param_groups = []
+    for (wd_mult, group_lr_mult, decoupled), params in groups.items():
+        max_lr = config.decoupled_lr if decoupled else config.lr
+        min_lr = config.decoupled_min_lr if decoupled and config.decoupled_min_lr is not None else config.min_lr
+        param_groups.append({
+            "params": params, "wd_mult": wd_mult, "lr_mult": group_lr_mult, "is_decoupled_lr": decoupled,
+            "is_expert_parallel": False, "max_lr": max_lr, "min_lr": min_lr,
+        })
+    return param_groups
+
+
+def _main_param(param: torch.nn.Parameter) -> torch.nn.Parameter:
+    if param.dtype == torch.float32:
+        return param
+    main = torch.nn.Parameter(param.detach().float())
+    for attr in ("tensor_model_parallel", "partition_dim", "partition_stride"):
+        if hasattr(param, attr):
+            setattr(main, attr, getattr(param, attr))
+    return main
+
+
+def _torch_optimizer(config: OptimizerConfig, param_groups: List[Dict]) -> torch.optim.Optimizer:
+    lr = config.lr if config.lr is not None else 0.0
+    if config.optimizer == "adam":
+        # Megatron's "adam" is Adam with decoupled weight decay (AdamW).
+        kwargs = dict(lr=lr, weight_decay=config.weight_decay, betas=(config.adam_beta1, config.adam_beta2),
+                      eps=config.adam_eps)
+        if device.on_cuda():
+            kwargs["fused"] = True
+        else:
+            kwargs["foreach"] = True
+        return torch.optim.AdamW(param_groups, **kwargs)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(param_groups, lr=lr, weight_decay=config.weight_decay, momentum=config.sgd_momentum)
+    raise ValueError(f"--optimizer {config.optimizer!r} is not supported yet (supported: adam, sgd)")
+
+
+def _grad_scaler(config: OptimizerConfig):
+    if not config.fp16:
+        return None
+    if config.loss_scale:
+        return ConstantGradScaler(config.loss_scale)
+    return DynamicGradScaler(initial_scale=config.initial_loss_scale, min_scale=config.min_loss_scale,
+                             growth_factor=2.0, backoff_factor=0.5, growth_interval=config.loss_scale_window,
+                             hysteresis=config.hysteresis)
+
+
+def get_megatron_optimizer(config: OptimizerConfig, model_chunks: List[torch.nn.Module],
+                           no_weight_decay_cond: Optional[Callable] = None,
+                           scale_lr_cond: Optional[Callable] = None, lr_mult: float = 1.0,
+                           use_gloo_process_groups: bool = True,
+                           default_skip_embedding_weight_decay: bool = False, **unused) -> MixedPrecisionOptimizer:
+    """Megatron Core's entry point: one optimizer over all model chunks of this rank."""
+    if config.use_distributed_optimizer:
+        raise NotImplementedError("--use-distributed-optimizer is not supported yet")
+    if not isinstance(model_chunks, list):
+        model_chunks = [model_chunks]
+    param_groups = _get_param_groups(model_chunks, config, no_weight_decay_cond, scale_lr_cond, lr_mult)
+    model_params_groups = [group["params"] for group in param_groups]
+    for group in param_groups:
+        group["params"] = [_main_param(p) for p in group["params"]]
+    optimizer = _torch_optimizer(config, param_groups)
+    return MixedPrecisionOptimizer(optimizer, config, _grad_scaler(config), model_params_groups)
+
+
+__all__ = ["OptimizerConfig", "get_megatron_optimizer", "MegatronOptimizer", "MixedPrecisionOptimizer",
+           "FP32Optimizer", "Float16OptimizerWithFloat16Params"]

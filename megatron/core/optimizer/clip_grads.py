@@ -1,0 +1,48 @@
+"""Global gradient norm (each parameter counted once across tensor/pipeline ranks) and clipping."""
+from typing import List, Optional
+
+import torch
+import torch.distributed as dist
+
+
+def get_grad_norm_fp32(grads_for_norm: List[torch.Tensor], norm_type: float = 2.0,
+                       grad_stats_parallel_group=None) -> float:
+    """L2 (or inf) norm over ``grads_for_norm`` of every rank in ``grad_stats_parallel_group``.
+
+    Callers pass only the gradients this rank must count (no tensor-parallel duplicates).
+    """
+    if isinstance(grads_for_norm, torch.Tensor):
+        grads_for_norm = [grads_for_norm]
+    device = grads_for_norm[0].device if grads_for_norm else torch.device("cpu")
+    if norm_type == float("inf"):
+        local = max((g.abs().max().float() for g in grads_for_norm), default=torch.zeros((), device=device))
+        total = torch.as_tensor(local, dtype=torch.float32, device=device).clone()
+        if grad_stats_parallel_group is not None:
+            dist.all_reduce(total, op=dist.ReduceOp.MAX, group=grad_stats_parallel_group)
+        return float(total)
+    if grads_for_norm:
+        norms = torch._foreach_norm([g.float() if g.dtype != torch.float32 else g for g in grads_for_norm], norm_type)
+        total = torch.stack(norms).pow(norm_type).sum()
+    else:
+        total = torch.zeros((), dtype=torch.float32, device=device)
+    total = total.float()
+    if grad_stats_parallel_group is not None:
+        dist.all_reduce(total, group=grad_stats_parallel_group)
+    return float(total.pow(1.0 / norm_type))
+
+
+def clip_grad_by_total_norm_fp32(grads: List[torch.Tensor], max_norm: float, total_norm: float) -> None:
+    """Scale every gradient by max_norm / total_norm when the norm exceeds max_norm."""
+    clip_coeff = max_norm / (total_norm + 1.0e-6)
+    if clip_coeff < 1.0 and grads:
+        torch._foreach_mul_(grads, clip_coeff)
+
+
+def count_zeros_fp32(grads_for_norm: List[torch.Tensor], grad_stats_parallel_group=None) -> float:
+    device = grads_for_norm[0].device if grads_for_norm else torch.device("cpu")
+    total = torch.zeros((), dtype=torch.float32, device=device)
+    for g in grads_for_norm:
+        total += (g == 0).sum()
+    if grad_stats_parallel_group is not None:
+        dist.all_reduce(total, group=grad_stats_parallel_group)
+    return float(total)

@@ -1,0 +1,1 @@
+from megatron.core.pipeline_parallel.schedules import get_forward_backward_func

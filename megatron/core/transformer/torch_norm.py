@@ -1,0 +1,52 @@
+"""LayerNorm and RMSNorm on plain torch ops (Megatron's "local" norm implementation)."""
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from megatron.core import device
+from megatron.core.tensor_parallel.param_init import (
+    init_module_now_unless_deferred,
+    init_ones,
+    init_zeros,
+    set_param_layout,
+)
+
+
+class WrappedTorchNorm(torch.nn.Module):
+    """``config.normalization`` (LayerNorm or RMSNorm) over the last dimension.
+
+    With ``layernorm_zero_centered_gamma`` the weight is stored as (gamma - 1) and starts at zero.
+    Under sequence parallelism each rank sees a slice of the sequence, so the weight gradients are
+    partial sums: the ``sequence_parallel`` attribute asks for a sum over the tensor-parallel group.
+    """
+
+    def __init__(self, config, hidden_size: int, eps: float = 1e-5, persist_layer_norm: bool = False,
+                 zero_centered_gamma: Optional[bool] = None, normalization: Optional[str] = None):
+        super().__init__()
+        self.config = config
+        self.normalization = normalization or config.normalization
+        if self.normalization not in ("LayerNorm", "RMSNorm"):
+            raise ValueError(f"unknown normalization {self.normalization!r}: expected LayerNorm or RMSNorm")
+        self.eps = eps
+        self.hidden_size = hidden_size
+        self.zero_centered_gamma = (config.layernorm_zero_centered_gamma if zero_centered_gamma is None
+                                    else zero_centered_gamma)
+        dev = device.current_device()
+        self.weight = torch.nn.Parameter(torch.empty(hidden_size, dtype=config.params_dtype, device=dev))
+        set_param_layout(self.weight, init_method=init_zeros if self.zero_centered_gamma else init_ones,
+                         full_shape=(hidden_size,))
+        self.weight.sequence_parallel = config.sequence_parallel
+        if self.normalization == "LayerNorm":
+            self.bias = torch.nn.Parameter(torch.empty(hidden_size, dtype=config.params_dtype, device=dev))
+            set_param_layout(self.bias, init_method=init_zeros, full_shape=(hidden_size,))
+            self.bias.sequence_parallel = config.sequence_parallel
+        else:
+            self.register_parameter("bias", None)
+        init_module_now_unless_deferred(self, config.perform_initialization)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight + 1 if self.zero_centered_gamma else self.weight
+        if self.normalization == "LayerNorm":
+            return F.layer_norm(x, (self.hidden_size,), weight, self.bias, self.eps)
+        return F.rms_norm(x, (self.hidden_size,), weight, self.eps)

@@ -1,0 +1,151 @@
+"""TransformerConfig: the one dataclass the model takes (Megatron Core's field names and defaults)."""
+import math
+from dataclasses import dataclass
+from typing import Callable, List, Optional
+
+import torch
+import torch.nn.functional as F
+
+
+def init_method_normal(sigma: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """N(0, sigma) initialisation."""
+    def init_(tensor):
+        return torch.nn.init.normal_(tensor, mean=0.0, std=sigma)
+    return init_
+
+
+def scaled_init_method_normal(sigma: float, num_layers: int, multiplier: float = 2.0):
+    """N(0, sigma / sqrt(2 * num_layers)): for the projections that feed the residual stream."""
+    return init_method_normal(sigma / math.sqrt(multiplier * num_layers))
+
+
+def xavier_uniform_init(tensor):
+    return torch.nn.init.xavier_uniform_(tensor)
+
+
+@dataclass
+class ModelParallelConfig:
+    """Parallel layout and precision settings shared by every Megatron Core module."""
+
+    tensor_model_parallel_size: int = 1
+    pipeline_model_parallel_size: int = 1
+    virtual_pipeline_model_parallel_size: Optional[int] = None
+    sequence_parallel: bool = False
+    context_parallel_size: int = 1
+    expert_model_parallel_size: int = 1
+    expert_tensor_parallel_size: Optional[int] = None
+    perform_initialization: bool = True
+    use_cpu_initialization: bool = False
+    fp16: bool = False
+    bf16: bool = False
+    params_dtype: torch.dtype = torch.float32
+    timers: Optional[Callable] = None
+    finalize_model_grads_func: Optional[Callable] = None
+    grad_scale_func: Optional[Callable] = None
+    no_sync_func: Optional[Callable] = None
+    grad_sync_func: Optional[Callable] = None
+    param_sync_func: Optional[Callable] = None
+    deterministic_mode: bool = False
+    enable_autocast: bool = False
+    autocast_dtype: Optional[torch.dtype] = None
+    pipeline_dtype: Optional[torch.dtype] = None
+    variable_seq_lengths: bool = False
+    overlap_p2p_comm: bool = False
+    batch_p2p_comm: bool = True
+    gradient_accumulation_fusion: bool = False
+    async_tensor_model_parallel_allreduce: bool = False
+    tp_comm_overlap: bool = False
+    barrier_with_L1_time: bool = True
+    calculate_per_token_loss: bool = False
+
+
+@dataclass
+class TransformerConfig(ModelParallelConfig):
+    """Architecture of a transformer stack (Megatron Core's names; unused knobs are accepted)."""
+
+    num_layers: int = 0
+    hidden_size: int = 0
+    num_attention_heads: int = 0
+    num_query_groups: Optional[int] = None
+    ffn_hidden_size: Optional[int] = None
+    kv_channels: Optional[int] = None
+    hidden_dropout: float = 0.1
+    attention_dropout: float = 0.1
+    fp32_residual_connection: bool = False
+    apply_residual_connection_post_layernorm: bool = False
+    layernorm_epsilon: float = 1e-5
+    layernorm_zero_centered_gamma: bool = False
+    add_bias_linear: bool = True
+    add_qkv_bias: bool = False
+    gated_linear_unit: bool = False
+    activation_func: Callable = F.gelu
+    num_moe_experts: Optional[int] = None
+    rotary_interleaved: bool = False
+    window_size: Optional[tuple] = None
+    normalization: str = "LayerNorm"
+    qk_layernorm: bool = False
+    test_mode: bool = False
+    multi_latent_attention: bool = False
+    init_method: Optional[Callable] = None
+    output_layer_init_method: Optional[Callable] = None
+    init_method_std: float = 0.02
+    init_model_with_meta_device: bool = False
+    apply_query_key_layer_scaling: bool = False
+    attention_softmax_in_fp32: bool = True
+    softmax_scale: Optional[float] = None
+    bias_activation_fusion: bool = False
+    masked_softmax_fusion: bool = False
+    persist_layer_norm: bool = False
+    memory_efficient_layer_norm: bool = False
+    bias_dropout_fusion: bool = False
+    apply_rope_fusion: bool = False
+    recompute_granularity: Optional[str] = None
+    recompute_method: Optional[str] = None
+    recompute_num_layers: Optional[int] = None
+    recompute_modules: Optional[List[str]] = None
+    distribute_saved_activations: Optional[bool] = None
+    fp16_lm_cross_entropy: bool = False
+    attention_backend: str = "auto"
+
+    def __post_init__(self):
+        def fail(msg):
+            raise ValueError(f"TransformerConfig: {msg}")
+
+        if self.num_layers <= 0 or self.hidden_size <= 0 or self.num_attention_heads <= 0:
+            fail("num_layers, hidden_size and num_attention_heads must be positive")
+        tp = self.tensor_model_parallel_size
+        if self.num_attention_heads % tp != 0:
+            fail(f"num_attention_heads ({self.num_attention_heads}) must be divisible by "
+                 f"tensor_model_parallel_size ({tp})")
+        if self.ffn_hidden_size is None:
+            self.ffn_hidden_size = 4 * self.hidden_size
+        if self.kv_channels is None:
+            if self.hidden_size % self.num_attention_heads != 0:
+                fail(f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
+                     f"({self.num_attention_heads}) unless kv_channels is given")
+            self.kv_channels = self.hidden_size // self.num_attention_heads
+        if self.num_query_groups is None:
+            self.num_query_groups = self.num_attention_heads
+        if self.num_attention_heads % self.num_query_groups != 0:
+            fail(f"num_attention_heads ({self.num_attention_heads}) must be divisible by num_query_groups "
+                 f"({self.num_query_groups})")
+        if self.num_query_groups % tp != 0:
+            fail(f"num_query_groups ({self.num_query_groups}) must be divisible by tensor_model_parallel_size ({tp})")
+        if self.normalization not in ("LayerNorm", "RMSNorm"):
+            fail(f"normalization must be 'LayerNorm' or 'RMSNorm', got {self.normalization!r}")
+        if self.sequence_parallel and tp == 1:
+            self.sequence_parallel = False
+        if self.fp16 and self.bf16:
+            fail("fp16 and bf16 cannot both be set")
+        if self.recompute_granularity not in (None, "full", "selective"):
+            fail(f"recompute_granularity must be None, 'full' or 'selective', got {self.recompute_granularity!r}")
+        if self.recompute_granularity == "full" and self.recompute_method not in ("uniform", "block"):
+            fail("recompute_granularity 'full' needs recompute_method 'uniform' or 'block'")
+        if self.recompute_granularity == "selective" and self.recompute_modules is None:
+            self.recompute_modules = ["core_attn"]
+        if self.init_method is None:
+            self.init_method = init_method_normal(self.init_method_std)
+        if self.output_layer_init_method is None:
+            self.output_layer_init_method = scaled_init_method_normal(self.init_method_std, self.num_layers)
+        if self.pipeline_dtype is None:
+            self.pipeline_dtype = self.params_dtype

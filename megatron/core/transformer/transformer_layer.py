@@ -1,0 +1,61 @@
+"""One transformer layer: norm -> attention -> residual, norm -> MLP -> residual (pre-norm by default)."""
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+import torch
+
+from megatron.core.transformer.identity_op import IdentityOp
+from megatron.core.transformer.module import MegatronModule
+from megatron.core.transformer.spec_utils import ModuleSpec, build_module
+
+
+@dataclass
+class TransformerLayerSubmodules:
+    input_layernorm: Union[ModuleSpec, type] = IdentityOp
+    self_attention: Union[ModuleSpec, type] = IdentityOp
+    self_attn_bda: Union[ModuleSpec, type, object] = None
+    pre_cross_attn_layernorm: Union[ModuleSpec, type] = IdentityOp
+    cross_attention: Union[ModuleSpec, type] = IdentityOp
+    cross_attn_bda: Union[ModuleSpec, type, object] = None
+    pre_mlp_layernorm: Union[ModuleSpec, type] = IdentityOp
+    mlp: Union[ModuleSpec, type] = IdentityOp
+    mlp_bda: Union[ModuleSpec, type, object] = None
+    sharded_state_dict_keys_map: dict = field(default_factory=dict)
+
+
+class TransformerLayer(MegatronModule):
+    """``layer_number`` is global and 1-based, as in Megatron (it names parameters in checkpoints)."""
+
+    def __init__(self, config, submodules: TransformerLayerSubmodules, layer_number: int = 1,
+                 hidden_dropout: Optional[float] = None, pg_collection=None, vp_stage=None):
+        super().__init__(config)
+        self.submodules_config = submodules
+        self.layer_number = layer_number
+        self.hidden_dropout = config.hidden_dropout if hidden_dropout is None else hidden_dropout
+        eps = config.layernorm_epsilon
+        self.input_layernorm = build_module(submodules.input_layernorm, config=config,
+                                            hidden_size=config.hidden_size, eps=eps)
+        self.self_attention = build_module(submodules.self_attention, config=config, layer_number=layer_number)
+        self.pre_mlp_layernorm = build_module(submodules.pre_mlp_layernorm, config=config,
+                                              hidden_size=config.hidden_size, eps=eps)
+        self.mlp = build_module(submodules.mlp, config=config)
+        self.self_attn_bda = submodules.self_attn_bda
+        self.mlp_bda = submodules.mlp_bda
+
+    def _bda(self, factory, x_with_bias, residual):
+        return factory(self.training, self.config.bias_dropout_fusion)(x_with_bias, residual, self.hidden_dropout)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
+                context=None, context_mask=None, rotary_pos_emb=None, rotary_pos_cos=None,
+                rotary_pos_sin=None, attention_bias=None, inference_context=None, packed_seq_params=None,
+                sequence_len_offset=None, inference_params=None):
+        post_ln_residual = self.config.apply_residual_connection_post_layernorm
+        normed = self.input_layernorm(hidden_states)
+        residual = normed if post_ln_residual else hidden_states
+        attention_out = self.self_attention(normed, attention_mask=attention_mask, rotary_pos_emb=rotary_pos_emb)
+        hidden_states = self._bda(self.self_attn_bda, attention_out, residual)
+
+        normed = self.pre_mlp_layernorm(hidden_states)
+        residual = normed if post_ln_residual else hidden_states
+        hidden_states = self._bda(self.mlp_bda, self.mlp(normed), residual)
+        return hidden_states, context
