@@ -1,0 +1,167 @@
+"""HuggingFaceTokenizer: a ``tokenizer.json`` (or a folder as transformers saves it).
+
+Megatron-LM loads these through ``transformers.AutoTokenizer``; a fast tokenizer there is a thin
+layer over the same ``tokenizers`` object we load directly: ``tokenize`` = ``encode(text)`` with
+the file's post-processor (so a Llama-style file adds its BOS), special tokens written in the
+text are matched, and bos/eos/pad come from ``tokenizer_config.json`` /
+``special_tokens_map.json``. transformers is not needed.
+"""
+import json
+import os
+from typing import Dict, List, Optional, Tuple
+
+from megatron.core.tokenizers.base import MegatronTokenizer, clean_up_tokenization
+
+TOKENIZER_FILE = "tokenizer.json"
+CONFIG_FILES = ("tokenizer_config.json", "special_tokens_map.json")  # later ones win
+# When no config names an eos, the first of these that the file has is used (for a bare
+# tokenizer.json; transformers would have no eos, and --append-eod would fail).
+COMMON_EOS_TOKENS = ("<|endoftext|>", "</s>", "<|end_of_text|>", "<eos>", "<|im_end|>", "[SEP]")
+
+
+def _find_tokenizer_file(path: str) -> str:
+    if os.path.isfile(path):
+        return path
+    if os.path.isdir(path):
+        candidate = os.path.join(path, TOKENIZER_FILE)
+        if os.path.isfile(candidate):
+            return candidate
+        found = sorted(os.listdir(path))[:20]
+        hint = ""
+        if any(name.endswith(".model") for name in found):
+            hint = (" It has a SentencePiece .model: pass that file with --tokenizer-type "
+                    "SentencePieceTokenizer, GPTSentencePieceTokenizer or Llama2Tokenizer.")
+        raise FileNotFoundError(
+            f"--tokenizer-model {path}: expected a Hugging Face tokenizer folder containing "
+            f"{TOKENIZER_FILE} (as transformers' save_pretrained writes it), found {found}.{hint}"
+        )
+    return _download_from_hub(path)
+
+
+def _download_from_hub(name: str) -> str:
+    """A hub model name ("org/model"), fetched through huggingface_hub when it is installed
+    (its cache serves it offline once fetched)."""
+    missing = (f"--tokenizer-model {name}: no such file or folder. Pass a local tokenizer.json "
+               "or a folder holding one (as transformers' save_pretrained writes it)")
+    if os.path.isabs(name) or name.startswith(".") or name.count("/") > 1:
+        raise FileNotFoundError(missing)
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise FileNotFoundError(
+            missing + ", or install huggingface_hub to fetch hub names") from None
+    try:
+        folder = snapshot_download(repo_id=name, allow_patterns=[TOKENIZER_FILE, *CONFIG_FILES])
+    except Exception as err:  # offline, unknown repository, gated model, ...
+        raise FileNotFoundError(f"{missing}; fetching it from the hub failed: {err}") from err
+    return _find_tokenizer_file(folder)
+
+
+def _read_config(folder: str) -> Tuple[Dict[str, Optional[str]], bool]:
+    """Special-token texts by name (bos_token, eos_token, pad_token, ...) from the config
+    files, and whether decoding cleans up spaces before punctuation (transformers' option)."""
+    names: Dict[str, Optional[str]] = {}
+    clean_up = False
+    for file_name in CONFIG_FILES:
+        path = os.path.join(folder, file_name)
+        if not os.path.isfile(path):
+            continue
+        with open(path, encoding="utf-8") as f:
+            try:
+                config = json.load(f)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"--tokenizer-model: {path} is not valid JSON ({err})") from err
+        for key, value in config.items():
+            if key.endswith("_token"):
+                # An AddedToken is saved as a dict with its text under "content".
+                names[key] = value.get("content") if isinstance(value, dict) else value
+            elif key == "clean_up_tokenization_spaces":
+                clean_up = bool(value)
+    return names, clean_up
+
+
+class HuggingFaceTokenizer(MegatronTokenizer):
+    megatron_class_name = "_HuggingFaceTokenizer"
+
+    def __init__(self, tokenizer_model: str, trust_remote_code: bool = False):
+        # trust_remote_code is accepted for Megatron-LM's flag and unused: no code is loaded.
+        super().__init__(tokenizer_model)
+        from tokenizers import Tokenizer
+
+        self._file = _find_tokenizer_file(tokenizer_model)
+        try:
+            self._tokenizer = Tokenizer.from_file(self._file)
+        except Exception as err:
+            raise ValueError(
+                f"--tokenizer-model {tokenizer_model}: could not load {self._file} as a Hugging "
+                f"Face tokenizer.json ({err})"
+            ) from err
+        self._vocab = self._tokenizer.get_vocab(with_added_tokens=True)
+        self._inv_vocab = {i: t for t, i in self._vocab.items()}
+        names, self._clean_up_spaces = _read_config(os.path.dirname(os.path.abspath(self._file)))
+        self._token_names = names
+        if names.get("eos_token") is None:
+            special = {t.content for t in self._tokenizer.get_added_tokens_decoder().values()
+                       if t.special}
+            names["eos_token"] = next((t for t in COMMON_EOS_TOKENS if t in special), None)
+        self._eos = self._id_of("eos_token")
+        self._bos = self._id_of("bos_token")
+        self._pad = self._id_of("pad_token")
+
+    def _id_of(self, key: str) -> Optional[int]:
+        token = self._token_names.get(key)
+        if token is None:
+            return None
+        token_id = self._tokenizer.token_to_id(token)
+        if token_id is None:
+            raise ValueError(
+                f"--tokenizer-model {self._file}: the config names {key} {token!r}, which the "
+                "tokenizer's vocabulary does not have"
+            )
+        return token_id
+
+    def tokenize(self, text: str) -> List[int]:
+        return self._tokenizer.encode(text).ids
+
+    def tokenize_batch(self, texts: List[str]) -> List[List[int]]:
+        from megatron.core.tokenizers.gpt2_bpe import encode_batch_ids
+
+        return encode_batch_ids(self._tokenizer, texts, add_special_tokens=True)
+
+    def detokenize(self, ids: List[int]) -> str:
+        text = self._tokenizer.decode([int(i) for i in ids], skip_special_tokens=False)
+        if self._clean_up_spaces:
+            text = clean_up_tokenization(text)
+        return text
+
+    @property
+    def vocab_size(self) -> int:
+        return self._tokenizer.get_vocab_size(with_added_tokens=True)
+
+    @property
+    def vocab(self) -> Dict[str, int]:
+        return self._vocab
+
+    @property
+    def inv_vocab(self) -> Dict[int, str]:
+        return self._inv_vocab
+
+    @property
+    def decoder(self) -> Dict[int, str]:
+        return self._inv_vocab
+
+    @property
+    def eod(self) -> Optional[int]:
+        return self._eos
+
+    @property
+    def eos(self) -> Optional[int]:
+        return self._eos
+
+    @property
+    def bos(self) -> Optional[int]:
+        return self._bos
+
+    @property
+    def pad(self) -> Optional[int]:
+        return self._pad

@@ -1,0 +1,245 @@
+"""SentencePiece families over one ``.model`` file (``--tokenizer-model``).
+
+* ``SentencePieceTokenizer``: Megatron-LM's general wrapper. It adds <CLS>, <SEP>, <EOD>, <MASK>
+  and the model's pad/bos/eos pieces as special tokens (new ids after the model's pieces when the
+  model lacks them), plus ``--vocab-extra-ids`` sentinels <extra_id_0>, ...; a special token
+  written literally in the text is encoded as its id, and eod is <EOD>.
+* ``GPTSentencePieceTokenizer``: the plain model; eod = eos, nothing added.
+* ``Llama2Tokenizer``: the plain model with bos prepended to every text; eod = eos.
+"""
+import re
+from typing import Dict, List, Optional
+
+from megatron.core.tokenizers.base import MegatronTokenizer
+
+
+def _load_processor(model_file: str):
+    import sentencepiece
+
+    try:
+        return sentencepiece.SentencePieceProcessor(model_file=model_file)
+    except (OSError, RuntimeError) as err:
+        raise ValueError(
+            f"--tokenizer-model {model_file}: expected a SentencePiece .model file, could not "
+            f"load it ({err})"
+        ) from err
+
+
+class _SentencePieceBase(MegatronTokenizer):
+    """The model file, its piece table as Megatron-LM builds it, and the plain encode path."""
+
+    def __init__(self, model_file: str, vocab_extra_ids: int = 0):
+        super().__init__(model_file, vocab_extra_ids=vocab_extra_ids)
+        self._sp = _load_processor(model_file)
+        # Threads for batched encodes; -1 lets sentencepiece use every core. Multi-process
+        # callers (one worker per core) should set 1.
+        self.num_threads = -1
+        self._vocab: Dict[str, int] = {}
+        self._inv_vocab: Dict[int, str] = {}
+        pieces = self._sp.id_to_piece(list(range(self._sp.get_piece_size())))
+        for i, piece in enumerate(pieces):
+            self._inv_vocab[i] = piece
+            self._vocab[piece] = i  # a repeated piece keeps its last id, as in Megatron-LM
+
+    def _encode_plain(self, texts: List[str]) -> List[List[int]]:
+        if not texts:
+            return []
+        return self._sp.encode(texts, out_type=int, num_threads=self.num_threads)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self._vocab)
+
+    @property
+    def vocab(self) -> Dict[str, int]:
+        return self._vocab
+
+    @property
+    def inv_vocab(self) -> Dict[int, str]:
+        return self._inv_vocab
+
+    @property
+    def decoder(self) -> Dict[int, str]:
+        return self._inv_vocab
+
+    @property
+    def encoder(self) -> Dict[str, int]:
+        return self._vocab
+
+
+class SentencePieceTokenizer(_SentencePieceBase):
+    megatron_class_name = "_SentencePieceTokenizer"
+
+    def __init__(self, model_file: str, vocab_extra_ids: int = 0):
+        super().__init__(model_file, vocab_extra_ids=vocab_extra_ids)
+        self._special: Dict[str, int] = {}  # insertion order decides ties, as in Megatron-LM
+        self._inv_special: Dict[int, str] = {}
+        self._cls = self._add_special("<CLS>")
+        self._sep = self._add_special("<SEP>")
+        self._eod = self._add_special("<EOD>")
+        self._mask = self._add_special("<MASK>")
+        self._pad = self._add_special(self._model_piece(self._sp.pad_id(), "<PAD>"))
+        self._bos = self._add_special(self._model_piece(self._sp.bos_id(), "<BOS>"))
+        self._eos = self._add_special(self._model_piece(self._sp.eos_id(), "<EOS>"))
+        self._sentinels = [f"<extra_id_{i}>" for i in range(vocab_extra_ids)]
+        for token in self._sentinels:
+            self._add_special(token)
+        # Leftmost match, and among tokens starting at the same place the first added one:
+        # the order in which Megatron-LM's scan picks them.
+        self._special_pattern = re.compile("|".join(re.escape(t) for t in self._special))
+
+    def _model_piece(self, piece_id: int, fallback: str) -> str:
+        if 0 <= piece_id < self._sp.get_piece_size():
+            return self._sp.id_to_piece(piece_id)
+        return fallback  # the model has no such piece (id -1)
+
+    def _add_special(self, token: str) -> int:
+        if token not in self._vocab:
+            new_id = len(self._vocab)
+            self._vocab[token] = new_id
+            self._inv_vocab[new_id] = token
+        self._special[token] = self._vocab[token]
+        self._inv_special[self._vocab[token]] = token
+        return self._vocab[token]
+
+    def _split(self, text: str):
+        """Plain-text pieces and the special ids between them: [str, id, str, id, ..., str]."""
+        parts, start = [], 0
+        for match in self._special_pattern.finditer(text):
+            parts.append(text[start:match.start()])
+            parts.append(self._special[match.group()])
+            start = match.end()
+        parts.append(text[start:])
+        return parts
+
+    def tokenize(self, text: str) -> List[int]:
+        ids: List[int] = []
+        for part in self._split(text):
+            if isinstance(part, str):
+                ids.extend(self._sp.encode(part, out_type=int))
+            else:
+                ids.append(part)
+        return ids
+
+    def tokenize_batch(self, texts: List[str]) -> List[List[int]]:
+        split_texts = [self._split(text) for text in texts]
+        # One batched call for every plain piece of every text, then reassemble.
+        plain = [p for parts in split_texts for p in parts if isinstance(p, str)]
+        encoded = iter(self._encode_plain(plain))
+        results = []
+        for parts in split_texts:
+            ids: List[int] = []
+            for part in parts:
+                if isinstance(part, str):
+                    ids.extend(next(encoded))
+                else:
+                    ids.append(part)
+            results.append(ids)
+        return results
+
+    def detokenize(self, ids: List[int]) -> str:
+        # Megatron-LM writes special tokens by name, each followed and preceded by a space.
+        ids = [int(i) for i in ids]
+        text, last = "", 0
+        for i, token_id in enumerate(ids):
+            if token_id in self._inv_special:
+                text += self._sp.decode_ids(ids[last:i]) + " "
+                text += self._inv_special[token_id] + " "
+                last = i + 1
+        return text + self._sp.decode_ids(ids[last:])
+
+    def offsets(self, ids: List[int], text: str) -> List[int]:
+        return [p.begin for p in self._sp.decode_ids_as_immutable_proto(ids).pieces]
+
+    @property
+    def cls(self) -> int:
+        return self._cls
+
+    @property
+    def sep(self) -> int:
+        return self._sep
+
+    @property
+    def pad(self) -> int:
+        return self._pad
+
+    @property
+    def bos(self) -> int:
+        return self._bos
+
+    @property
+    def eod(self) -> int:
+        return self._eod
+
+    @property
+    def eos(self) -> int:
+        return self._eos
+
+    @property
+    def mask(self) -> int:
+        return self._mask
+
+    @property
+    def additional_special_tokens_ids(self) -> List[int]:
+        return [self._vocab[t] for t in self._sentinels]
+
+
+class GPTSentencePieceTokenizer(_SentencePieceBase):
+    megatron_class_name = "_GPTSentencePieceTokenizer"
+
+    def __init__(self, model_file: str):
+        super().__init__(model_file, vocab_extra_ids=0)
+
+    def tokenize(self, text: str) -> List[int]:
+        return self._sp.encode(text, out_type=int)
+
+    def tokenize_batch(self, texts: List[str]) -> List[List[int]]:
+        return self._encode_plain(list(texts))
+
+    def detokenize(self, ids: List[int]) -> str:
+        return self._sp.decode_ids([int(i) for i in ids])
+
+    @property
+    def cls(self) -> int:
+        return -1
+
+    @property
+    def sep(self) -> int:
+        return -1
+
+    @property
+    def mask(self) -> int:
+        return -1
+
+    @property
+    def pad(self) -> int:
+        return self._sp.pad_id()
+
+    @property
+    def bos(self) -> int:
+        return self._sp.bos_id()
+
+    @property
+    def eod(self) -> int:
+        return self._sp.eos_id()
+
+    @property
+    def eos(self) -> int:
+        return self._sp.eos_id()
+
+    @property
+    def additional_special_tokens_ids(self) -> Optional[List[int]]:
+        return None
+
+
+class Llama2Tokenizer(GPTSentencePieceTokenizer):
+    """Every text starts with bos (Megatron-LM's text-completion default), none ends with eos."""
+
+    megatron_class_name = "_Llama2Tokenizer"
+
+    def tokenize(self, text: str) -> List[int]:
+        return [self._sp.bos_id()] + self._sp.encode(text, out_type=int)
+
+    def tokenize_batch(self, texts: List[str]) -> List[List[int]]:
+        bos = self._sp.bos_id()
+        return [[bos] + ids for ids in self._encode_plain(list(texts))]

@@ -1,0 +1,75 @@
+"""Training-side tokenizer setup: Megatron's ``build_tokenizer(args)`` and vocabulary padding.
+
+The embedding and output layers have ``padded_vocab_size`` rows: the tokenizer's size rounded up
+to a multiple of ``--make-vocab-size-divisible-by`` x tensor-parallel size, so each tensor-parallel
+shard gets an equal, GPU-friendly slice. The extra rows are never produced by the tokenizer.
+"""
+import math
+
+from megatron.core.tokenizers import MegatronTokenizer
+from megatron.core.tokenizers import build_tokenizer as build_tokenizer_from_flags
+
+
+def vocab_size_with_padding(
+    orig_vocab_size: int, make_vocab_size_divisible_by: int, tensor_model_parallel_size: int
+) -> int:
+    """The smallest multiple of divisible_by x TP that holds `orig_vocab_size` ids."""
+    if make_vocab_size_divisible_by < 1 or tensor_model_parallel_size < 1:
+        raise ValueError(
+            "--make-vocab-size-divisible-by and --tensor-model-parallel-size must be >= 1, got "
+            f"{make_vocab_size_divisible_by} and {tensor_model_parallel_size}"
+        )
+    multiple = make_vocab_size_divisible_by * tensor_model_parallel_size
+    return int(math.ceil(orig_vocab_size / multiple) * multiple)
+
+
+def _is_rank_zero(args) -> bool:
+    rank = getattr(args, "rank", None)
+    if rank is None:
+        import torch.distributed as dist
+
+        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    return rank == 0
+
+
+def build_tokenizer(args, **kwargs) -> MegatronTokenizer:
+    """The tokenizer Megatron's flags on `args` describe; sets ``args.padded_vocab_size``.
+
+    ``padded_vocab_size`` is kept when already set (Megatron: a checkpoint may have set it).
+    """
+    tokenizer_type = getattr(args, "tokenizer_type", None)
+    if tokenizer_type is None:
+        raise ValueError("--tokenizer-type is required to build a tokenizer (for example "
+                         "GPT2BPETokenizer, HuggingFaceTokenizer, SentencePieceTokenizer)")
+    verbose = _is_rank_zero(args)
+    if verbose:
+        print(f"> building {tokenizer_type} tokenizer ...", flush=True)
+    options = dict(kwargs)
+    if tokenizer_type == "HuggingFaceTokenizer" and getattr(args, "trust_remote_code", False):
+        options["trust_remote_code"] = True
+    tokenizer = build_tokenizer_from_flags(
+        tokenizer_type,
+        vocab_file=getattr(args, "vocab_file", None),
+        merge_file=getattr(args, "merge_file", None),
+        tokenizer_model=getattr(args, "tokenizer_model", None),
+        vocab_size=getattr(args, "vocab_size", None),
+        vocab_extra_ids=getattr(args, "vocab_extra_ids", 0) or 0,
+        **options,
+    )
+    if getattr(args, "padded_vocab_size", None) is None:
+        args.padded_vocab_size = _vocab_size_with_padding(tokenizer.vocab_size, args, verbose)
+    return tokenizer
+
+
+def _vocab_size_with_padding(orig_vocab_size: int, args, logging_enabled: bool = True) -> int:
+    """Megatron-LM's name and signature (conversion scripts call it): pads with the sizes on
+    `args` and prints Megatron's line on rank 0."""
+    padded = vocab_size_with_padding(
+        orig_vocab_size,
+        getattr(args, "make_vocab_size_divisible_by", 128),
+        getattr(args, "tensor_model_parallel_size", 1),
+    )
+    if logging_enabled and _is_rank_zero(args):
+        print(f" > padded vocab (size: {orig_vocab_size}) with {padded - orig_vocab_size} "
+              f"dummy tokens (new size: {padded})", flush=True)
+    return padded
