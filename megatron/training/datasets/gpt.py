@@ -1,0 +1,151 @@
+"""From parsed flags to the GPT train/valid/test datasets (pretrain_gpt.py's data provider).
+
+Flags read (Megatron's dest names): --data-path, --split, --train/valid/test-data-path,
+--data-args-path, --per-split-data-args-path, --mock-data, --seed, --seq-length,
+--data-cache-path, --no-mmap-bin-files, --num-dataset-builder-threads,
+--mid-level-dataset-surplus, --reset-position-ids, --reset-attention-mask, --eod-mask-loss,
+--no-create-attention-mask-in-dataloader, --multiple-validation-sets, --full-validation,
+--allow-ambiguous-pad-tokens.
+"""
+
+import json
+import logging
+from typing import List, Optional, Tuple
+
+from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
+from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig, MockGPTDataset
+from megatron.core.datasets.utils import get_blend_from_list, log_single_rank
+
+logger = logging.getLogger(__name__)
+
+# Megatron-LM's --split when --data-path comes without one.
+LEGACY_DEFAULT_SPLIT = "969, 30, 1"
+
+
+def _flag(args, name, default=None):
+    value = getattr(args, name, None)
+    return default if value is None else value
+
+
+def _read_blend_file(path: str, flag: str) -> List[str]:
+    try:
+        with open(path, "r") as reader:
+            return reader.read().split()
+    except OSError as error:
+        raise FileNotFoundError(f"{flag} {path}: cannot read it ({error})") from error
+
+
+def get_blend_and_blend_per_split(args):
+    """(blend, blend_per_split) from --data-path / --data-args-path or the per-split flags."""
+    data_path = _flag(args, "data_path")
+    data_args_path = _flag(args, "data_args_path")
+    per_split_path = _flag(args, "per_split_data_args_path")
+    split_paths = [_flag(args, f"{name}_data_path") for name in ("train", "valid", "test")]
+
+    use_data_path = data_path is not None or data_args_path is not None
+    use_per_split = per_split_path is not None or any(p is not None for p in split_paths)
+    if use_data_path and use_per_split:
+        raise ValueError(
+            "--data-path / --data-args-path and --train/valid/test-data-path / "
+            "--per-split-data-args-path are mutually exclusive: give one kind"
+        )
+    if use_data_path:
+        if data_args_path is not None:
+            if data_path is not None:
+                raise ValueError("give --data-path or --data-args-path, not both")
+            return get_blend_from_list(_read_blend_file(data_args_path, "--data-args-path")), None
+        return get_blend_from_list(data_path), None
+    if use_per_split:
+        if per_split_path is not None:
+            try:
+                with open(per_split_path, "r") as reader:
+                    per_split = json.load(reader)
+            except (OSError, ValueError) as error:
+                raise ValueError(
+                    f"--per-split-data-args-path {per_split_path}: expected a readable JSON file "
+                    f'like {{"train": "1 a 2 b", "valid": "c", "test": "d"}} ({error})'
+                ) from error
+            split_paths = []
+            for name in ("train", "valid", "test"):
+                value = per_split.get(name)
+                split_paths.append(value.split() if isinstance(value, str) else value)
+        return None, [get_blend_from_list(paths) for paths in split_paths]
+    return None, None
+
+
+def gpt_dataset_config_from_args(args, tokenizer) -> GPTDatasetConfig:
+    """The GPTDatasetConfig the flags describe (core_gpt_dataset_config_from_args of Megatron-LM's
+    pretrain_gpt.py)."""
+    blend, blend_per_split = get_blend_and_blend_per_split(args)
+    mock = bool(_flag(args, "mock_data", False))
+    if mock and (blend is not None or blend_per_split is not None):
+        log_single_rank(logger, logging.WARNING, "--mock-data is set: ignoring the data paths")
+        blend, blend_per_split = None, None
+    split = _flag(args, "split")
+    if blend is not None and split is None:
+        log_single_rank(
+            logger,
+            logging.WARNING,
+            "--data-path without --split: using Megatron's legacy default "
+            f"'{LEGACY_DEFAULT_SPLIT}'",
+        )
+        split = LEGACY_DEFAULT_SPLIT
+    if blend_per_split is not None and split is not None:
+        log_single_rank(
+            logger,
+            logging.WARNING,
+            f"--split {split} is ignored: each of --train/valid/test-data-path is a whole split",
+        )
+        split = None
+    seq_length = _flag(args, "seq_length")
+    if seq_length is None:
+        raise ValueError("--seq-length is required to build GPT datasets")
+    return GPTDatasetConfig(
+        random_seed=_flag(args, "seed", 1234),
+        sequence_length=seq_length,
+        blend=blend,
+        blend_per_split=blend_per_split,
+        split=split,
+        multiple_validation_sets=_flag(args, "multiple_validation_sets"),
+        full_validation=_flag(args, "full_validation"),
+        num_dataset_builder_threads=_flag(args, "num_dataset_builder_threads", 1),
+        path_to_cache=_flag(args, "data_cache_path"),
+        mmap_bin_files=_flag(args, "mmap_bin_files", True),
+        mock=mock,
+        tokenizer=tokenizer,
+        reset_position_ids=bool(_flag(args, "reset_position_ids", False)),
+        reset_attention_mask=bool(_flag(args, "reset_attention_mask", False)),
+        eod_mask_loss=bool(_flag(args, "eod_mask_loss", False)),
+        create_attention_mask=_flag(args, "create_attention_mask_in_dataloader", True),
+        mid_level_dataset_surplus=_flag(args, "mid_level_dataset_surplus", 0.005),
+        allow_ambiguous_pad_tokens=bool(_flag(args, "allow_ambiguous_pad_tokens", False)),
+    )
+
+
+def is_dataset_built_on_rank(vp_stage: Optional[int] = None) -> bool:
+    """Datasets are needed on tensor-parallel rank 0 of the first and last pipeline stages (the
+    others receive their batches by broadcast)."""
+    from megatron.core import parallel_state
+
+    if not parallel_state.model_parallel_is_initialized():
+        return True
+    if parallel_state.get_tensor_model_parallel_rank() != 0:
+        return False
+    return parallel_state.is_pipeline_first_stage(ignore_virtual=True) or (
+        parallel_state.is_pipeline_last_stage(ignore_virtual=True)
+    )
+
+
+def build_gpt_datasets(args, train_val_test_num_samples, tokenizer) -> Tuple:
+    """(train, valid, test) datasets for the flags in `args`; None where a split has no data or
+    this rank does not need data. Call on every rank (index building is coordinated)."""
+    config = gpt_dataset_config_from_args(args, tokenizer)
+    dataset_class = MockGPTDataset if config.mock else GPTDataset
+    log_single_rank(
+        logger, logging.INFO, "> building train, validation, and test datasets for GPT ..."
+    )
+    train, valid, test = BlendedMegatronDatasetBuilder(
+        dataset_class, list(train_val_test_num_samples), is_dataset_built_on_rank, config
+    ).build()
+    log_single_rank(logger, logging.INFO, "> finished creating GPT datasets ...")
+    return train, valid, test
