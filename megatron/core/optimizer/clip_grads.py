@@ -4,6 +4,8 @@ from typing import List, Optional
 import torch
 import torch.distributed as dist
 
+from megatron.core.device import current_device
+
 
 def get_grad_norm_fp32(grads_for_norm: List[torch.Tensor], norm_type: float = 2.0,
                        grad_stats_parallel_group=None) -> float:
@@ -13,7 +15,7 @@ def get_grad_norm_fp32(grads_for_norm: List[torch.Tensor], norm_type: float = 2.
     """
     if isinstance(grads_for_norm, torch.Tensor):
         grads_for_norm = [grads_for_norm]
-    device = grads_for_norm[0].device if grads_for_norm else torch.device("cpu")
+    device = grads_for_norm[0].device if grads_for_norm else current_device()
     if norm_type == float("inf"):
         local = max((g.abs().max().float() for g in grads_for_norm), default=torch.zeros((), device=device))
         total = torch.as_tensor(local, dtype=torch.float32, device=device).clone()
@@ -44,7 +46,7 @@ def clip_grad_by_total_norm_fp32(grads: List[torch.Tensor], max_norm: float, tot
 
 
 def count_zeros_fp32(grads_for_norm: List[torch.Tensor], grad_stats_parallel_group=None) -> float:
-    device = grads_for_norm[0].device if grads_for_norm else torch.device("cpu")
+    device = grads_for_norm[0].device if grads_for_norm else current_device()
     total = torch.zeros((), dtype=torch.float32, device=device)
     for g in grads_for_norm:
         total += (g == 0).sum()

@@ -1,0 +1,247 @@
+"""Save and resume training exactly: model, fp32 master weights, optimizer, LR schedule, loss scale,
+RNG streams, iteration and consumed samples.
+
+Layout (Megatron's "torch" naming, our own file contents):
+    <save>/latest_checkpointed_iteration.txt
+    <save>/iter_0000100/mp_rank_00/model_optim_rng.pt          (mp_rank_TT_PPP with pipeline stages)
+Each tensor/pipeline rank's data-parallel rank 0 writes its file under a temporary name and renames
+it; rank 0 updates the tracker only after every file is in place, so an interrupted save never
+replaces the last good checkpoint. Files hold only tensors and plain Python values (no pickled
+argument namespace), and are read with ``torch.load(weights_only=True)``.
+"""
+import os
+import random
+import shutil
+import sys
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from megatron.core import device, parallel_state
+from megatron.core.tensor_parallel.random import get_cuda_rng_tracker
+from megatron.training.global_vars import get_args
+from megatron.training.utils import print_rank_0, unwrap_model
+
+CHECKPOINT_VERSION = 3.0
+TRACKER_FILENAME = "latest_checkpointed_iteration.txt"
+# Arguments that fix the model's shapes: a checkpoint made with other values cannot be loaded as is.
+_ARCHITECTURE_ARGS = ("num_layers", "hidden_size", "ffn_hidden_size", "num_attention_heads", "kv_channels",
+                      "num_query_groups", "group_query_attention", "max_position_embeddings",
+                      "position_embedding_type", "normalization", "swiglu", "untie_embeddings_and_output_weights",
+                      "add_bias_linear", "add_qkv_bias", "qk_layernorm", "padded_vocab_size")
+_LAYOUT_ARGS = ("tensor_model_parallel_size", "pipeline_model_parallel_size")
+
+
+def get_checkpoint_tracker_filename(checkpoints_path: str) -> str:
+    return os.path.join(checkpoints_path, TRACKER_FILENAME)
+
+
+def get_checkpoint_name(checkpoints_path: str, iteration: int, release: bool = False,
+                        tensor_rank: Optional[int] = None, pipeline_rank: Optional[int] = None,
+                        pipeline_parallel: Optional[bool] = None) -> str:
+    directory = "release" if release else f"iter_{iteration:07d}"
+    tp = parallel_state.get_tensor_model_parallel_rank() if tensor_rank is None else tensor_rank
+    pp = parallel_state.get_pipeline_model_parallel_rank() if pipeline_rank is None else pipeline_rank
+    if pipeline_parallel is None:
+        pipeline_parallel = parallel_state.get_pipeline_model_parallel_world_size() > 1
+    rank_dir = f"mp_rank_{tp:02d}_{pp:03d}" if pipeline_parallel else f"mp_rank_{tp:02d}"
+    return os.path.join(checkpoints_path, directory, rank_dir, "model_optim_rng.pt")
+
+
+def read_metadata(tracker_filename: str) -> Tuple[int, bool]:
+    """(iteration, release) from the tracker file; the maximum over ranks wins, as in Megatron."""
+    with open(tracker_filename) as f:
+        text = f.read().strip()
+    if text == "release":
+        iteration, release = 0, True
+    else:
+        try:
+            iteration, release = int(text), False
+        except ValueError:
+            raise ValueError(f"{tracker_filename}: expected an iteration number or 'release', got {text!r}") from None
+    if dist.is_initialized():
+        t = torch.tensor([iteration], dtype=torch.long, device=device.current_device())
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        iteration = int(t.item())
+    return iteration, release
+
+
+def _plain(value):
+    if isinstance(value, (bool, int, float, str, type(None))):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return str(value)
+
+
+def _rng_state() -> dict:
+    np_state = np.random.get_state()
+    state = {
+        "random_rng_state": random.getstate(),
+        "np_rng_state": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "torch_rng_state": torch.get_rng_state(),
+        "rng_tracker_states": get_cuda_rng_tracker().get_states(),
+    }
+    if device.on_cuda():
+        state["cuda_rng_state"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _restore_rng_state(state: dict) -> None:
+    random.setstate(tuple(v if not isinstance(v, list) else tuple(v) for v in state["random_rng_state"]))
+    name, keys, pos, has_gauss, cached = state["np_rng_state"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch_rng_state"])
+    if device.on_cuda() and "cuda_rng_state" in state:
+        torch.cuda.set_rng_state(state["cuda_rng_state"])
+    get_cuda_rng_tracker().set_states(state["rng_tracker_states"])
+
+
+def _atomic_save(obj, path: str) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _atomic_write_text(path: str, text: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(iteration: int, model, optimizer, opt_param_scheduler,
+                    num_floating_point_operations_so_far: float = 0, checkpointing_context=None,
+                    **unused) -> None:
+    args = get_args()
+    model = model[0] if isinstance(model, list) else model
+    print_rank_0(f"saving checkpoint at iteration {iteration:7d} to {args.save}")
+    if parallel_state.get_data_parallel_rank() == 0:
+        state = {
+            "args": {k: _plain(v) for k, v in vars(args).items() if k != "startup_notes"},
+            "checkpoint_version": CHECKPOINT_VERSION,
+            "iteration": iteration,
+            "model": unwrap_model(model).state_dict(),
+            "num_floating_point_operations_so_far": num_floating_point_operations_so_far,
+        }
+        if not args.no_save_optim and optimizer is not None:
+            state["optimizer"] = optimizer.state_dict()
+            if opt_param_scheduler is not None:
+                state["opt_param_scheduler"] = opt_param_scheduler.state_dict()
+        if not args.no_save_rng:
+            state["rng_state"] = [_rng_state()]
+        _atomic_save(state, get_checkpoint_name(args.save, iteration))
+    if dist.is_initialized():
+        dist.barrier()
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        _atomic_write_text(get_checkpoint_tracker_filename(args.save), str(iteration))
+        _apply_retention(args.save, iteration, getattr(args, "save_retain_interval", None))
+    if dist.is_initialized():
+        dist.barrier()
+    print_rank_0(f"  successfully saved checkpoint at iteration {iteration:7d} to {args.save}")
+
+
+def _apply_retention(save_dir: str, latest: int, retain_interval: Optional[int]) -> None:
+    """--save-retain-interval: keep the latest checkpoint and every multiple of the interval."""
+    if not retain_interval:
+        return
+    for name in os.listdir(save_dir):
+        if name.startswith("iter_") and name[5:].isdigit():
+            it = int(name[5:])
+            if it != latest and it % retain_interval != 0:
+                shutil.rmtree(os.path.join(save_dir, name), ignore_errors=True)
+
+
+def _check_compatible(saved_args: dict, args, path: str) -> None:
+    for key in _LAYOUT_ARGS + _ARCHITECTURE_ARGS:
+        saved, current = saved_args.get(key), _plain(getattr(args, key, None))
+        if key in saved_args and saved != current:
+            what = "parallel layout" if key in _LAYOUT_ARGS else "model"
+            raise ValueError(
+                f"checkpoint {path} was saved with --{key.replace('_', '-')} {saved}, this run has {current}: "
+                f"the {what} must match to load it (resharding to another layout is not supported yet)")
+
+
+def load_checkpoint(model, optimizer, opt_param_scheduler, load_arg: str = "load", strict: bool = True,
+                    **unused) -> Tuple[int, float]:
+    """Load the latest (or --ckpt-step) checkpoint under --load; returns (iteration, flops so far).
+
+    Without a checkpoint there, --pretrained-checkpoint is loaded as fine-tuning weights if given;
+    otherwise training starts from the initialised model (or fails with --exit-on-missing-checkpoint).
+    """
+    args = get_args()
+    load_dir = getattr(args, load_arg)
+    finetune = args.finetune
+    tracker = get_checkpoint_tracker_filename(load_dir) if load_dir else None
+    if tracker is None or not os.path.isfile(tracker):
+        pretrained = getattr(args, "pretrained_checkpoint", None)
+        if pretrained and os.path.isfile(get_checkpoint_tracker_filename(pretrained)):
+            load_dir, finetune, tracker = pretrained, True, get_checkpoint_tracker_filename(pretrained)
+        else:
+            if args.exit_on_missing_checkpoint:
+                raise FileNotFoundError(f"--load {load_dir}: no {TRACKER_FILENAME} there and "
+                                        "--exit-on-missing-checkpoint is set")
+            print_rank_0(f"WARNING: could not find a checkpoint in {load_dir} ({TRACKER_FILENAME} missing): "
+                         "training starts from the initialised model")
+            return 0, 0
+    iteration, release = read_metadata(tracker)
+    if getattr(args, "ckpt_step", None) is not None:
+        iteration, release = args.ckpt_step, False
+    path = get_checkpoint_name(load_dir, iteration, release)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint file {path} is missing (tracker {tracker} names iteration "
+                                f"{iteration}): was it saved with another tensor/pipeline-parallel layout?")
+    print_rank_0(f"loading checkpoint from {load_dir} at iteration {iteration}")
+    state = torch.load(path, map_location=device.current_device(), weights_only=True)
+    _check_compatible(state.get("args", {}), args, path)
+    model = model[0] if isinstance(model, list) else model
+    unwrap_model(model).load_state_dict(state["model"], strict=strict)
+
+    finetune = finetune or release
+    load_optim = optimizer is not None and not finetune and not args.no_load_optim and "optimizer" in state
+    if load_optim:
+        optimizer.load_state_dict(state["optimizer"])
+        if opt_param_scheduler is not None and "opt_param_scheduler" in state:
+            opt_param_scheduler.load_state_dict(state["opt_param_scheduler"])
+    elif optimizer is not None:
+        optimizer.reload_model_params()
+    if not finetune and not args.no_load_rng and "rng_state" in state:
+        _restore_rng_state(state["rng_state"][0])
+    if finetune:
+        iteration = 0
+    else:
+        saved = state.get("args", {})
+        args.consumed_train_samples = saved.get("consumed_train_samples", 0)
+        args.consumed_valid_samples = saved.get("consumed_valid_samples", 0)
+    if dist.is_initialized():
+        dist.barrier()
+    print_rank_0(f"  successfully loaded checkpoint from {load_dir} at iteration {iteration}")
+    flops = 0 if finetune else state.get("num_floating_point_operations_so_far", 0)
+    return iteration, flops
+
+
+def load_args_from_checkpoint(args, load_arg: str = "load"):
+    """--use-checkpoint-args: take the model's shape (and with --use-mp-args-from-checkpoint-args,
+    the parallel layout) from the checkpoint under --load. Call before validation."""
+    load_dir = getattr(args, load_arg, None)
+    tracker = get_checkpoint_tracker_filename(load_dir) if load_dir else None
+    if tracker is None or not os.path.isfile(tracker):
+        print(f"WARNING: --use-checkpoint-args: no checkpoint in {load_dir}; using the command line", file=sys.stderr)
+        return args
+    with open(tracker) as f:
+        text = f.read().strip()
+    iteration, release = (0, True) if text == "release" else (int(text), False)
+    path = get_checkpoint_name(load_dir, iteration, release, tensor_rank=0, pipeline_rank=0,
+                               pipeline_parallel=False)
+    if not os.path.isfile(path):
+        path = get_checkpoint_name(load_dir, iteration, release, tensor_rank=0, pipeline_rank=0,
+                                   pipeline_parallel=True)
+    saved = torch.load(path, map_location="cpu", weights_only=True).get("args", {})
+    keys = _ARCHITECTURE_ARGS + (_LAYOUT_ARGS if getattr(args, "use_mp_args_from_checkpoint_args", False) else ())
+    for key in keys:
+        if key in saved and key != "padded_vocab_size":
+            setattr(args, key, saved[key])
+    return args

@@ -1,0 +1,127 @@
+"""Start-up: arguments, distributed init (NCCL on GPUs, gloo on CPU), process groups, seeds, globals."""
+import datetime
+import os
+import random
+import socket
+import warnings
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from megatron.core import device, parallel_state
+from megatron.core.num_microbatches_calculator import init_num_microbatches_calculator
+from megatron.core.tensor_parallel.random import model_parallel_cuda_manual_seed, set_param_init_seed
+from megatron.core.timers import Timers
+from megatron.training import global_vars
+from megatron.training.utils import print_rank_0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def choose_device_and_backend(requested_backend: str):
+    """CUDA + NCCL when a GPU is there; CPU + gloo otherwise (with a warning if NCCL was asked for)."""
+    forced_cpu = os.environ.get("MEGATRON_DEVICE") == "cpu"
+    if torch.cuda.is_available() and not forced_cpu:
+        return "cuda", requested_backend
+    if requested_backend == "nccl":
+        warnings.warn("--distributed-backend nccl: no CUDA device is available, falling back to gloo on the CPU")
+    return "cpu", "gloo"
+
+
+def initialize_distributed(args) -> None:
+    """Init torch.distributed from torchrun's environment (or as a single process without it)."""
+    device_type, backend = choose_device_and_backend(args.distributed_backend)
+    device.set_device_type(device_type)
+    args.distributed_backend = backend
+    if device_type == "cuda":
+        torch.cuda.set_device(args.local_rank % torch.cuda.device_count())
+    if dist.is_initialized():
+        args.rank, args.world_size = dist.get_rank(), dist.get_world_size()
+    else:
+        timeout = datetime.timedelta(minutes=args.distributed_timeout_minutes)
+        if "MASTER_ADDR" in os.environ and "WORLD_SIZE" in os.environ:
+            dist.init_process_group(backend, rank=args.rank, world_size=args.world_size, timeout=timeout)
+        else:  # plain `python pretrain_gpt.py`: a world of one
+            dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0,
+                                    world_size=1, timeout=timeout)
+    if parallel_state.model_parallel_is_initialized():
+        return
+    order = "tp-cp-ep-pp-dp" if getattr(args, "use_tp_pp_dp_mapping", False) else "tp-cp-ep-dp-pp"
+    parallel_state.initialize_model_parallel(
+        tensor_model_parallel_size=args.tensor_model_parallel_size,
+        pipeline_model_parallel_size=args.pipeline_model_parallel_size,
+        virtual_pipeline_model_parallel_size=getattr(args, "virtual_pipeline_model_parallel_size", None),
+        context_parallel_size=args.context_parallel_size,
+        expert_model_parallel_size=args.expert_model_parallel_size,
+        expert_tensor_parallel_size=getattr(args, "expert_tensor_parallel_size", None),
+        distributed_timeout_minutes=args.distributed_timeout_minutes,
+        order=order)
+
+
+def set_random_seed(seed: int, data_parallel_random_init: bool = False) -> None:
+    """Megatron's seeding: pipeline stages differ (+100 per stage) so their dropout differs;
+    parameters are initialised from (seed, parameter name), independent of the layout."""
+    init_seed = seed
+    seed = seed + 100 * parallel_state.get_pipeline_model_parallel_rank()
+    if data_parallel_random_init:
+        seed += 10 * parallel_state.get_data_parallel_rank()
+        init_seed += 10 * parallel_state.get_data_parallel_rank()
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    set_param_init_seed(init_seed)
+    model_parallel_cuda_manual_seed(seed)
+
+
+def _set_deterministic(args) -> None:
+    if getattr(args, "deterministic_mode", False):
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+
+
+def initialize_megatron(extra_args_provider=None, args_defaults=None, ignore_unknown_args: bool = False,
+                        allow_no_cuda: bool = True, skip_mpu_initialization: bool = False,
+                        get_embedding_ranks=None, get_position_embedding_ranks=None, parsed_args=None,
+                        argv=None):
+    """Parse and validate the flags, start torch.distributed, build the process groups, seed,
+    build the tokenizer, timers, writers and the micro-batch calculator. Returns args."""
+    from megatron.training.arguments import parse_and_validate
+    args = parsed_args if parsed_args is not None else parse_and_validate(
+        argv=argv, extra_args_provider=extra_args_provider, args_defaults=args_defaults)
+    global_vars.set_args(args)
+    initialize_distributed(args)
+    for note in getattr(args, "startup_notes", []) or []:
+        print_rank_0(f"note: {note}")
+    _set_deterministic(args)
+    set_random_seed(args.seed, getattr(args, "data_parallel_random_init", False))
+    init_num_microbatches_calculator(args.rank, args.rampup_batch_size, args.global_batch_size,
+                                     args.micro_batch_size, args.data_parallel_size,
+                                     getattr(args, "decrease_batch_size_if_needed", False))
+    from megatron.training.tokenizer import build_tokenizer
+    global_vars.set_tokenizer(build_tokenizer(args))
+    global_vars.set_timers(Timers(args.timing_log_level, args.timing_log_option))
+    from megatron.training.writers import build_writers
+    global_vars.set_tensorboard_writer(build_writers(args))
+    if getattr(args, "exit_signal_handler", False):
+        from megatron.training.signal_handler import DistributedSignalHandler
+        global_vars.set_signal_handler(DistributedSignalHandler().__enter__())
+    return args
+
+
+def destroy_megatron() -> None:
+    """Forget the global training state, keeping torch.distributed up (several runs in one process)."""
+    from megatron.core.num_microbatches_calculator import destroy_num_microbatches_calculator
+    from megatron.core.tensor_parallel.random import get_cuda_rng_tracker
+    writer = global_vars.get_tensorboard_writer()
+    if writer is not None:
+        writer.close()
+    global_vars.destroy_global_vars()
+    destroy_num_microbatches_calculator()
+    parallel_state.destroy_model_parallel()
+    set_param_init_seed(None)
+    get_cuda_rng_tracker().reset()

@@ -1,0 +1,71 @@
+"""Build the model (wrapped for mixed precision and data parallelism), optimizer and LR schedule."""
+import inspect
+from typing import Callable, List, Optional
+
+import torch
+import torch.distributed as dist
+
+from megatron.core import parallel_state
+from megatron.core.distributed import DistributedDataParallel
+from megatron.core.enums import ModelType
+from megatron.core.optimizer import get_megatron_optimizer
+from megatron.core.transformer.module import Float16Module
+from megatron.core.utils import get_model_config
+from megatron.training.config_from_args import ddp_config_from_args, optimizer_config_from_args
+from megatron.training.global_vars import get_args, get_timers
+from megatron.training.lr_schedule import scheduler_from_args
+
+
+def _call_model_provider(model_provider_func: Callable, pre_process: bool, post_process: bool):
+    params = inspect.signature(model_provider_func).parameters
+    kwargs = {}
+    if "pre_process" in params:
+        kwargs["pre_process"] = pre_process
+    if "post_process" in params:
+        kwargs["post_process"] = post_process
+    if "vp_stage" in params:
+        kwargs["vp_stage"] = None
+    return model_provider_func(**kwargs)
+
+
+def get_model(model_provider_func: Callable, model_type: ModelType = ModelType.encoder_or_decoder,
+              wrap_with_ddp: bool = True) -> List[torch.nn.Module]:
+    """The model chunks of this rank, in fp16/bf16 when asked, wrapped for data parallelism."""
+    args = get_args()
+    model = _call_model_provider(model_provider_func, parallel_state.is_pipeline_first_stage(),
+                                 parallel_state.is_pipeline_last_stage())
+    model.model_type = model_type
+    n_params = sum(p.numel() for p in model.parameters())
+    if parallel_state.get_data_parallel_rank() == 0:
+        print(f" > number of parameters on (tensor, pipeline) model parallel rank "
+              f"({parallel_state.get_tensor_model_parallel_rank()}, "
+              f"{parallel_state.get_pipeline_model_parallel_rank()}): {n_params}", flush=True)
+    config = get_model_config(model)
+    if args.fp16 or args.bf16:
+        model = Float16Module(config, model)
+    if wrap_with_ddp:
+        model = DistributedDataParallel(config, ddp_config_from_args(args), model)
+        if args.data_parallel_random_init:
+            model.broadcast_params()
+    return [model]
+
+
+def setup_model_and_optimizer(model_provider_func: Callable, model_type: ModelType = ModelType.encoder_or_decoder,
+                              no_wd_decay_cond: Optional[Callable] = None, scale_lr_cond: Optional[Callable] = None,
+                              lr_mult: float = 1.0, checkpointing_context=None):
+    """Model, optimizer and scheduler, with --load applied (args.iteration set)."""
+    from megatron.training.checkpointing import load_checkpoint
+    args = get_args()
+    timers = get_timers()
+    model = get_model(model_provider_func, model_type)
+    optimizer = get_megatron_optimizer(optimizer_config_from_args(args), model, no_wd_decay_cond,
+                                       scale_lr_cond, lr_mult)
+    opt_param_scheduler = scheduler_from_args(optimizer, args)
+    args.iteration, args.num_floating_point_operations_so_far = 0, 0
+    if args.load is not None or getattr(args, "pretrained_checkpoint", None):
+        timers("load-checkpoint", log_level=0).start(barrier=True)
+        args.iteration, args.num_floating_point_operations_so_far = load_checkpoint(
+            model, optimizer, opt_param_scheduler)
+        timers("load-checkpoint").stop(barrier=True)
+        timers.log(["load-checkpoint"])
+    return model, optimizer, opt_param_scheduler

@@ -1,0 +1,57 @@
+"""Run the real pretrain() driver in-process and capture what each train_step returned.
+
+Used by the driver tests: several runs can happen in one (spawned) process, since the global state is
+torn down after each with destroy_megatron().
+"""
+import contextlib
+import io
+import os
+import sys
+from typing import Dict, List
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+
+def run_pretrain(argv: List[str], finalize_hook=None) -> Dict[str, list]:
+    """Train with ``argv``; return per-iteration losses, grad norms, skipped flags, LRs, loss scales.
+
+    ``finalize_hook(model_chunks, iteration)`` (optional) runs right after the gradients are final,
+    before the optimizer step (used to inject an overflow).
+    """
+    import pretrain_gpt
+    from megatron.core.enums import ModelType
+    from megatron.training import training
+    from megatron.training.global_vars import get_args
+    from megatron.training.initialize import destroy_megatron
+
+    record = {"loss": [], "grad_norm": [], "skipped": [], "lr": [], "loss_scale": [], "stdout": ""}
+    real_step, real_finalize = training.train_step, training.finalize_model_grads
+
+    def step(forward_step_func, data_iterator, model, optimizer, scheduler, config):
+        record["lr"].append(optimizer.param_groups[0]["lr"])
+        losses, skipped, grad_norm, num_zeros = real_step(forward_step_func, data_iterator, model, optimizer,
+                                                          scheduler, config)
+        record["loss"].append(losses.get("lm loss"))
+        record["grad_norm"].append(grad_norm)
+        record["skipped"].append(skipped)
+        record["loss_scale"].append(float(optimizer.get_loss_scale()))
+        return losses, skipped, grad_norm, num_zeros
+
+    def finalize(model, num_tokens=None, *rest):
+        real_finalize(model, num_tokens, *rest)
+        if finalize_hook is not None:
+            finalize_hook(model, get_args().curr_iteration + 1)
+
+    out = io.StringIO()
+    training.train_step, training.finalize_model_grads = step, finalize
+    try:
+        with contextlib.redirect_stdout(out):
+            pretrain_gpt.pretrain(pretrain_gpt.train_valid_test_datasets_provider, pretrain_gpt.model_provider,
+                                  ModelType.encoder_or_decoder, pretrain_gpt.forward_step, argv=argv)
+    finally:
+        training.train_step, training.finalize_model_grads = real_step, real_finalize
+        destroy_megatron()
+    record["stdout"] = out.getvalue()
+    return record
