@@ -103,9 +103,10 @@ class TrainingReporter:
             mfu=mfu, peak_memory_gib=peak_gib, peak_memory_fraction=peak_fraction,
             eta_seconds=eta_seconds(iteration, args.train_iters, elapsed))
         print_rank_last(line)
-        writer = get_tensorboard_writer()
-        if writer is not None:
-            get_timers().write(["forward-backward", "optimizer"], writer, iteration, normalizer=args.log_interval)
+        if args.log_timers_to_tensorboard and (args.tensorboard_dir or args.wandb_project):
+            # Collective (max over ranks): every rank takes part, only the writer's rank writes.
+            get_timers().write(["forward-backward", "optimizer"], get_tensorboard_writer(), iteration,
+                               normalizer=args.log_interval)
         get_timers().log(["forward-backward", "optimizer"], normalizer=args.log_interval)
         if not self.memory_reported:
             self.memory_reported = True

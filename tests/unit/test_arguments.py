@@ -392,7 +392,7 @@ def test_args_defaults_fill_only_what_the_user_left(tmp_path):
     assert args.tokenizer_type == "ByteTokenizer"
     # Mock data with the entry script's default tokenizer but none of its files: no file needed.
     args = run(defaults={"tokenizer_type": "GPT2BPETokenizer"})
-    assert args.tokenizer_type == "ByteTokenizer"
+    assert (args.tokenizer_type, args.vocab_size) == ("NullTokenizer", 50256)  # GPT-2's 50257 ids
 
 
 # --- --config and --print-config ----------------------------------------------------------------

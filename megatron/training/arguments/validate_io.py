@@ -30,9 +30,13 @@ def check_tokenizer(args, notes, from_defaults):
     if args.mock_data and (kind is None or (missing and "tokenizer_type" in from_defaults)):
         # Mock data needs no tokenizer files. Without a tokenizer chosen by the user (none, or
         # the entry script's default whose files are absent), use one that needs no file.
-        kind = args.tokenizer_type = "NullTokenizer" if args.vocab_size else "ByteTokenizer"
-        notes.append(f"--mock-data without a tokenizer: using {kind}"
-                     + (f" (--vocab-size {args.vocab_size})" if args.vocab_size else ""))
+        # NullTokenizer adds one id (its end-of-document) to --vocab-size: 50256 gives GPT-2's 50257,
+        # the model shape the usual GPT2BPETokenizer would give.
+        kind = args.tokenizer_type = "NullTokenizer"
+        if not args.vocab_size:
+            args.vocab_size = 50256
+        notes.append(f"--mock-data without a tokenizer: using NullTokenizer with "
+                     f"{args.vocab_size + 1} ids (--vocab-size {args.vocab_size})")
         needed, missing = (), []
     if kind is None and args.vocab_size:
         kind = args.tokenizer_type = "NullTokenizer"

@@ -136,11 +136,25 @@ def is_dataset_built_on_rank(vp_stage: Optional[int] = None) -> bool:
     )
 
 
+def _check_vocabulary_holds_mock_ids(tokenizer) -> None:
+    """Megatron's mock documents are 1, 2, ..., length-1 with lengths up to 4095: fail at start,
+    not with an index error inside the embedding."""
+    from megatron.core.datasets.gpt_mock import MockGPTLowLevelDataset
+    needed = MockGPTLowLevelDataset.max_sequence_length
+    vocab = getattr(tokenizer, "vocab_size", None)
+    if isinstance(vocab, int) and vocab < needed:
+        raise ValueError(f"--mock-data: the mock documents use token ids up to {needed - 1}, but the tokenizer "
+                         f"has only {vocab} ids; use a tokenizer with at least {needed} ids "
+                         f"(e.g. --tokenizer-type NullTokenizer --vocab-size {needed})")
+
+
 def build_gpt_datasets(args, train_val_test_num_samples, tokenizer) -> Tuple:
     """(train, valid, test) datasets for the flags in `args`; None where a split has no data or
     this rank does not need data. Call on every rank (index building is coordinated)."""
     config = gpt_dataset_config_from_args(args, tokenizer)
     dataset_class = MockGPTDataset if config.mock else GPTDataset
+    if config.mock:
+        _check_vocabulary_holds_mock_ids(tokenizer)
     log_single_rank(
         logger, logging.INFO, "> building train, validation, and test datasets for GPT ..."
     )
