@@ -27,6 +27,7 @@ def _entry(rank, fn, world_size, port, backend, out_dir, args):
                       LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_WORLD_SIZE=str(world_size))
     torch.set_num_threads(1)  # N ranks share a small machine
     if backend == "nccl":
+        os.environ.pop("MEGATRON_DEVICE", None)  # tests/conftest.py defaults it to cpu
         torch.cuda.set_device(rank)
     else:
         os.environ["MEGATRON_DEVICE"] = "cpu"

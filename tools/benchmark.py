@@ -106,7 +106,7 @@ def run_shape(name: str, warmup: int, steps: int, overrides):
             peak = torch.cuda.max_memory_allocated() / 2**30 if device.on_cuda() else 0.0
             record.update(status="ok", tokens_per_s=tokens_per_s, step_time_median_s=statistics.median(step_times),
                           peak_mem_gib=peak, mfu=flops_per_token * tokens_per_s / PEAK_FLOPS)
-        except torch.OutOfMemoryError as e:
+        except torch.cuda.OutOfMemoryError as e:
             record.update(status="oom", note=str(e)[:200], tokens_per_s=0.0, step_time_median_s=0.0,
                           peak_mem_gib=0.0, mfu=0.0)
     del model, optimizer, scheduler, train_it

@@ -273,7 +273,7 @@ def test_deprecated_aliases_map_and_warn():
     (["--lr-decay-style", "WSD"], 1, "--lr-decay-style WSD needs --lr-wsd-decay-iters"),
     (["--recompute-granularity", "full"], 1, "needs --recompute-method"),
     (["--swiglu", "--squared-relu"], 1, "--squared-relu and --swiglu"),
-    (["--save", "/tmp/x"], 1, "--save needs --save-interval"),
+    (["--save", "/tmp/x", "--save-retain-interval", "2"], 1, "--save-retain-interval needs --save-interval"),
     (["--min-lr", "0.1"], 1, "--min-lr 0.1 is above --lr 0.001"),
     (["--weight-decay-incr-style", "linear"], 1, "needs both --start-weight-decay"),
 ])

@@ -13,10 +13,12 @@ def broadcast_data(keys: List[str], data: Optional[Dict[str, torch.Tensor]], dat
 
     Only tensor-parallel rank 0 needs ``data``; the others may pass None. Shapes are broadcast first.
     """
+    dev = device.current_device()
+    if parallel_state.get_tensor_model_parallel_world_size() == 1:
+        return {k: data[k].to(dev) for k in keys}
     group = parallel_state.get_tensor_model_parallel_group()
     src = parallel_state.get_tensor_model_parallel_src_rank()
     is_src = parallel_state.get_tensor_model_parallel_rank() == 0
-    dev = device.current_device()
     if is_src:
         for k in keys:
             if data[k].dtype != datatype:

@@ -165,9 +165,12 @@ def _check_per_split_file(path):
 
 def check_checkpointing(args):
     if args.save is not None:
-        if args.save_interval is None or args.save_interval < 1:
-            raise ConfigError("--save needs --save-interval N (iterations between saves, N >= 1)")
+        # Without --save-interval the run saves once, at the end of training.
+        if args.save_interval is not None and args.save_interval < 1:
+            raise ConfigError("--save-interval must be >= 1 (iterations between saves)")
         retain = args.save_retain_interval
+        if retain is not None and args.save_interval is None:
+            raise ConfigError("--save-retain-interval needs --save-interval")
         if retain is not None and (retain < 1 or retain % args.save_interval):
             raise ConfigError(f"--save-retain-interval {retain} must be a positive multiple of "
                               f"--save-interval {args.save_interval}")
