@@ -137,7 +137,9 @@ def count_params_for_mfu(model, tensor_parallel_rank: int = 0) -> int:
         lookup_ids, used_elsewhere = set(), set()
         for module in chunk.modules():
             own = {id(p) for p in module.parameters(recurse=False)}
-            (lookup_ids if isinstance(module, torch.nn.Embedding) else used_elsewhere).update(own)
+            # Lookup tables: torch's Embedding and Megatron's VocabParallelEmbedding (not a subclass).
+            is_lookup_module = isinstance(module, torch.nn.Embedding) or type(module).__name__.endswith("Embedding")
+            (lookup_ids if is_lookup_module else used_elsewhere).update(own)
         for name, param in chunk.named_parameters():
             if not param.requires_grad:
                 continue
