@@ -155,6 +155,9 @@ def build_gpt_datasets(args, train_val_test_num_samples, tokenizer) -> Tuple:
     dataset_class = MockGPTDataset if config.mock else GPTDataset
     if config.mock:
         _check_vocabulary_holds_mock_ids(tokenizer)
+    elif is_dataset_built_on_rank():
+        from megatron.training.datasets.vocab_check import check_config_token_ids
+        check_config_token_ids(config)
     log_single_rank(
         logger, logging.INFO, "> building train, validation, and test datasets for GPT ..."
     )
