@@ -46,8 +46,9 @@ def get_batch(data_iterator):
     batch = broadcast_data(_INT_KEYS, ints, torch.int64)
     batch.update(broadcast_data(["loss_mask"], floats, torch.float32))
     attention_mask = None
-    if args.reset_attention_mask:
-        # Only then does the mask differ from plain causal attention (which SDPA builds itself).
+    if args.reset_attention_mask and args.create_attention_mask_in_dataloader:
+        # Only then does the mask differ from plain causal attention (which SDPA builds itself);
+        # without a mask from the loader, attention stays causal across documents, as in Megatron.
         masks = {"attention_mask": data["attention_mask"].to(dev, torch.bool)} if first else None
         attention_mask = broadcast_data(["attention_mask"], masks, torch.bool)["attention_mask"]
     return batch["tokens"], batch["labels"], batch["loss_mask"], attention_mask, batch["position_ids"]

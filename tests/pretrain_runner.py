@@ -50,6 +50,8 @@ def run_pretrain(argv: List[str], finalize_hook=None) -> Dict[str, list]:
         with contextlib.redirect_stdout(out):
             pretrain_gpt.pretrain(pretrain_gpt.train_valid_test_datasets_provider, pretrain_gpt.model_provider,
                                   ModelType.encoder_or_decoder, pretrain_gpt.forward_step, argv=argv)
+    except SystemExit as stop:  # the exit flags end the run with sys.exit(0), as Megatron does
+        record["exit_code"] = stop.code
     finally:
         training.train_step, training.finalize_model_grads = real_step, real_finalize
         destroy_megatron()

@@ -203,7 +203,13 @@ def load_checkpoint(model, optimizer, opt_param_scheduler, load_arg: str = "load
     finetune = finetune or release
     load_optim = optimizer is not None and not finetune and not args.no_load_optim and "optimizer" in state
     if load_optim:
+        # The optimizer's state brings back each group's LR bounds, which the scheduler follows:
+        # under --override-opt_param-scheduler the bounds built from the flags must win instead.
+        bounds = [{k: g[k] for k in ("max_lr", "min_lr") if k in g} for g in optimizer.param_groups]
         optimizer.load_state_dict(state["optimizer"])
+        if args.override_opt_param_scheduler:
+            for group, own in zip(optimizer.param_groups, bounds):
+                group.update(own)
         if opt_param_scheduler is not None and "opt_param_scheduler" in state:
             opt_param_scheduler.load_state_dict(state["opt_param_scheduler"])
     elif optimizer is not None:
@@ -223,6 +229,16 @@ def load_checkpoint(model, optimizer, opt_param_scheduler, load_arg: str = "load
     return iteration, flops
 
 
+# --use-checkpoint-args, Megatron's rule: sizes come from the checkpoint where the command line left
+# them out; architecture switches always come from the checkpoint (the weights fix them).
+_SIZES_FROM_CHECKPOINT = ("num_layers", "hidden_size", "ffn_hidden_size", "seq_length", "num_attention_heads",
+                          "kv_channels", "max_position_embeddings")
+_SWITCHES_FROM_CHECKPOINT = ("num_query_groups", "group_query_attention", "position_embedding_type", "rotary_base",
+                             "rotary_percent", "rotary_interleaved", "add_bias_linear", "add_qkv_bias",
+                             "squared_relu", "swiglu", "untie_embeddings_and_output_weights", "apply_layernorm_1p",
+                             "normalization", "qk_layernorm")
+
+
 def load_args_from_checkpoint(args, load_arg: str = "load"):
     """--use-checkpoint-args: take the model's shape (and with --use-mp-args-from-checkpoint-args,
     the parallel layout) from the checkpoint under --load. Call before validation."""
@@ -240,8 +256,11 @@ def load_args_from_checkpoint(args, load_arg: str = "load"):
         path = get_checkpoint_name(load_dir, iteration, release, tensor_rank=0, pipeline_rank=0,
                                    pipeline_parallel=True)
     saved = torch.load(path, map_location="cpu", weights_only=True).get("args", {})
-    keys = _ARCHITECTURE_ARGS + (_LAYOUT_ARGS if getattr(args, "use_mp_args_from_checkpoint_args", False) else ())
-    for key in keys:
-        if key in saved and key != "padded_vocab_size":
+    forced = _SWITCHES_FROM_CHECKPOINT + (_LAYOUT_ARGS if getattr(args, "use_mp_args_from_checkpoint_args", False)
+                                          else ())
+    for key in _SIZES_FROM_CHECKPOINT + forced:
+        if key not in saved or saved[key] is None:
+            continue
+        if key in forced or getattr(args, key, None) is None:
             setattr(args, key, saved[key])
     return args

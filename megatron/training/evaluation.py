@@ -14,15 +14,18 @@ from megatron.training.utils import print_rank_last
 
 
 def evaluate(forward_step_func, data_iterator, model, process_non_loss_data_func, config, verbose=False,
-             non_loss_data_func=None) -> Dict[str, float]:
-    """Mean losses over --eval-iters batches (token-weighted where the loss reports [sum, count])."""
+             non_loss_data_func=None, eval_iters=None) -> Dict[str, float]:
+    """Mean losses over ``eval_iters`` (default --eval-iters) global batches, token-weighted where the
+    loss reports [sum, count]. An iterator with ``restart()`` (--full-validation) starts over first."""
     from megatron.training.training import reduce_losses
     args = get_args()
     for chunk in model:
         chunk.eval()
+    if hasattr(data_iterator, "restart"):
+        data_iterator.restart()
     sums: Dict[str, float] = {}
     iters = 0
-    eval_batches = args.eval_iters
+    eval_batches = args.eval_iters if eval_iters is None else eval_iters
     with torch.no_grad():
         for _ in range(eval_batches):
             losses_reduced = get_forward_backward_func()(
@@ -42,9 +45,9 @@ def evaluate(forward_step_func, data_iterator, model, process_non_loss_data_func
 
 def evaluate_and_print_results(prefix, forward_step_func, data_iterator, model, iteration,
                                process_non_loss_data_func, config, verbose=False, non_loss_data_func=None,
-                               write_to_tensorboard: bool = True):
+                               write_to_tensorboard: bool = True, eval_iters=None):
     losses = evaluate(forward_step_func, data_iterator, model, process_non_loss_data_func, config, verbose,
-                      non_loss_data_func)
+                      non_loss_data_func, eval_iters)
     for line in validation_log_lines(prefix, losses):
         print_rank_last(line)
     writer = get_tensorboard_writer()

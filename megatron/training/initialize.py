@@ -1,5 +1,6 @@
 """Start-up: arguments, distributed init (NCCL on GPUs, gloo on CPU), process groups, seeds, globals."""
 import datetime
+import logging
 import os
 import random
 import socket
@@ -78,10 +79,43 @@ def set_random_seed(seed: int, data_parallel_random_init: bool = False) -> None:
     model_parallel_cuda_manual_seed(seed)
 
 
+# Whether torch's deterministic mode was off before --deterministic-mode turned it on (restored by
+# destroy_megatron, so a later run in the same process is not slowed by it).
+_DETERMINISM_TO_RESTORE = None
+
+
 def _set_deterministic(args) -> None:
+    global _DETERMINISM_TO_RESTORE
     if getattr(args, "deterministic_mode", False):
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        _DETERMINISM_TO_RESTORE = torch.are_deterministic_algorithms_enabled()
         torch.use_deterministic_algorithms(True)
+
+
+def _set_logging_level(args) -> None:
+    """--logging-level, else $MEGATRON_LOGGING_LEVEL, sets the root logger's level (Megatron's order)."""
+    level = getattr(args, "logging_level", None)
+    if level is None and os.environ.get("MEGATRON_LOGGING_LEVEL"):
+        try:
+            level = int(os.environ["MEGATRON_LOGGING_LEVEL"])
+        except ValueError:
+            raise ValueError(f"MEGATRON_LOGGING_LEVEL={os.environ['MEGATRON_LOGGING_LEVEL']!r}: expected a "
+                             "number such as 20 (INFO) or 10 (DEBUG)") from None
+    if level is not None:
+        logging.getLogger().setLevel(level)
+
+
+def _parse_and_validate(argv, extra_args_provider, args_defaults, ignore_unknown_args=False):
+    """Megatron's order: parse, take the model's shape from the checkpoint (--use-checkpoint-args),
+    then validate (and honour --print-config)."""
+    from megatron.training.arguments import parse_args, print_config_and_exit_if_asked, validate_args
+    from megatron.training.checkpointing import load_args_from_checkpoint
+    args = parse_args(extra_args_provider=extra_args_provider, ignore_unknown_args=ignore_unknown_args, argv=argv)
+    if args.use_checkpoint_args and args.load is not None:
+        load_args_from_checkpoint(args)
+    validate_args(args, defaults=args_defaults)
+    print_config_and_exit_if_asked(args)
+    return args
 
 
 def initialize_megatron(extra_args_provider=None, args_defaults=None, ignore_unknown_args: bool = False,
@@ -90,10 +124,10 @@ def initialize_megatron(extra_args_provider=None, args_defaults=None, ignore_unk
                         argv=None):
     """Parse and validate the flags, start torch.distributed, build the process groups, seed,
     build the tokenizer, timers, writers and the micro-batch calculator. Returns args."""
-    from megatron.training.arguments import parse_and_validate
-    args = parsed_args if parsed_args is not None else parse_and_validate(
-        argv=argv, extra_args_provider=extra_args_provider, args_defaults=args_defaults)
+    args = parsed_args if parsed_args is not None else _parse_and_validate(argv, extra_args_provider, args_defaults,
+                                                                           ignore_unknown_args)
     global_vars.set_args(args)
+    _set_logging_level(args)
     initialize_distributed(args)
     for note in getattr(args, "startup_notes", []) or []:
         print_rank_0(f"note: {note}")
@@ -117,9 +151,16 @@ def destroy_megatron() -> None:
     """Forget the global training state, keeping torch.distributed up (several runs in one process)."""
     from megatron.core.num_microbatches_calculator import destroy_num_microbatches_calculator
     from megatron.core.tensor_parallel.random import get_cuda_rng_tracker
+    global _DETERMINISM_TO_RESTORE
     writer = global_vars.get_tensorboard_writer()
     if writer is not None:
         writer.close()
+    handler = global_vars.get_signal_handler()
+    if handler is not None:
+        handler.__exit__(None, None, None)  # give SIGTERM its previous handler back
+    if _DETERMINISM_TO_RESTORE is not None:
+        torch.use_deterministic_algorithms(_DETERMINISM_TO_RESTORE)
+        _DETERMINISM_TO_RESTORE = None
     global_vars.destroy_global_vars()
     destroy_num_microbatches_calculator()
     parallel_state.destroy_model_parallel()

@@ -13,7 +13,7 @@ from megatron.core.transformer.module import Float16Module
 from megatron.core.utils import get_model_config
 from megatron.training.config_from_args import ddp_config_from_args, optimizer_config_from_args
 from megatron.training.global_vars import get_args, get_timers
-from megatron.training.lr_schedule import scheduler_from_args
+from megatron.training.lr_schedule import scheduler_from_args, train_iters_from_samples
 
 
 def _call_model_provider(model_provider_func: Callable, pre_process: bool, post_process: bool):
@@ -60,7 +60,13 @@ def setup_model_and_optimizer(model_provider_func: Callable, model_type: ModelTy
     model = get_model(model_provider_func, model_type)
     optimizer = get_megatron_optimizer(optimizer_config_from_args(args), model, no_wd_decay_cond,
                                        scale_lr_cond, lr_mult)
-    opt_param_scheduler = scheduler_from_args(optimizer, args)
+    # --skip-train may come without a run length: there is no schedule to follow then.
+    has_length = bool(args.train_iters or args.train_samples)
+    opt_param_scheduler = scheduler_from_args(optimizer, args) if has_length else None
+    if args.train_samples and not args.train_iters:
+        # Megatron's update_train_iters: the loops count iterations, a --train-samples run too.
+        args.train_iters = train_iters_from_samples(args.train_samples, args.global_batch_size,
+                                                    args.rampup_batch_size)
     args.iteration, args.num_floating_point_operations_so_far = 0, 0
     if args.load is not None or getattr(args, "pretrained_checkpoint", None):
         timers("load-checkpoint", log_level=0).start(barrier=True)

@@ -9,6 +9,7 @@ import torch
 import torch.distributed as dist
 
 from megatron.core import device, parallel_state
+from megatron.core.num_microbatches_calculator import get_num_microbatches
 from megatron.training.global_vars import get_args, get_tensorboard_writer, get_timers
 from megatron.training.log_line import iteration_log_line
 from megatron.training.lr_schedule import learning_rates_for_logging
@@ -47,6 +48,10 @@ class TrainingReporter:
         self.memory_reported = False
         self.interval_start = time.time()
 
+    def _current_global_batch_size(self) -> int:
+        """This step's global batch: smaller than --global-batch-size during --rampup-batch-size."""
+        return get_num_microbatches() * self.args.micro_batch_size * self.args.data_parallel_size
+
     def record(self, loss_dict: Dict[str, float], skipped: bool, nan: bool) -> None:
         """Account one iteration in the averages of the current --log-interval."""
         if nan:
@@ -69,7 +74,7 @@ class TrainingReporter:
         lr, decoupled_lr = learning_rates_for_logging(optimizer.param_groups)
         metrics = dict(loss_dict)
         metrics.update({"learning-rate": lr, "decoupled-learning-rate": decoupled_lr,
-                        "batch-size": self.args.global_batch_size, "loss-scale": loss_scale,
+                        "batch-size": self._current_global_batch_size(), "loss-scale": loss_scale,
                         "grad-norm": grad_norm, "num-zeros": num_zeros, "params-norm": params_norm,
                         "world-size": self.args.world_size})
         metrics.update(timing or {})
@@ -82,7 +87,7 @@ class TrainingReporter:
         now = time.time()
         elapsed = (now - self.interval_start) / args.log_interval
         self.interval_start = now
-        batch_size = args.global_batch_size
+        batch_size = self._current_global_batch_size()
         world = args.world_size
         tokens_per_s = batch_size * args.seq_length / elapsed if elapsed > 0 else 0.0
         tokens_per_gpu = tokens_per_s / world

@@ -29,7 +29,11 @@ from megatron.training.run_checks import (
 )
 from megatron.training.utils import print_rank_0
 
+# When the run started: module import for a process's first run (start-up then includes imports, as
+# in Megatron), pretrain()'s own start for later runs in the same process (tests, notebooks).
 _START_TIME = time.time()
+_PRETRAIN_CALLS = 0
+_JOB_START_FLOPS = 0.0  # FLOPs done before this job (loaded from the checkpoint), for --log-progress
 
 
 def reduce_losses(losses_reduced: List[Dict[str, torch.Tensor]]) -> Dict[str, float]:
@@ -169,16 +173,21 @@ def train(forward_step_func, model, optimizer, opt_param_scheduler, train_data_i
                 iteration % args.check_weight_hash_across_dp_replicas_interval == 0:
             check_weight_hash_across_dp_replicas(model, iteration)
         if args.eval_interval and iteration % args.eval_interval == 0 and args.do_valid:
+            if args.manual_gc and args.manual_gc_eval:
+                gc.collect()  # start the evaluation with everything collected
             evaluate_and_print_results(f"iteration {iteration}", forward_step_func, valid_data_iterator, model,
-                                       iteration, process_non_loss_data_func, config, False, non_loss_data_func)
+                                       iteration, process_non_loss_data_func, config, False, non_loss_data_func,
+                                       eval_iters=getattr(args, "full_validation_iters", None))
+            if args.manual_gc and args.manual_gc_eval:
+                gc.collect(generation=0)  # only what the evaluation created
         if args.save and args.save_interval and iteration % args.save_interval == 0:
-            save_checkpoint(iteration, model, optimizer, opt_param_scheduler, flops_so_far)
+            _save(iteration, model, optimizer, opt_param_scheduler, flops_so_far)
             last_saved = iteration
         profiler.step_end(iteration)
         reason = _should_exit(iteration)
         if reason:
             if args.save and last_saved != iteration:
-                save_checkpoint(iteration, model, optimizer, opt_param_scheduler, flops_so_far)
+                _save(iteration, model, optimizer, opt_param_scheduler, flops_so_far)
             print_rank_0(f"exiting program at iteration {iteration}: {reason}")
             _finish_writer()
             sys.exit(0)
@@ -188,6 +197,14 @@ def train(forward_step_func, model, optimizer, opt_param_scheduler, train_data_i
     if args.manual_gc:
         gc.enable()
     return iteration, flops_so_far
+
+
+def _save(iteration, model, optimizer, opt_param_scheduler, flops_so_far) -> None:
+    """save_checkpoint, then the --log-progress line (all ranks take part in both)."""
+    save_checkpoint(iteration, model, optimizer, opt_param_scheduler, flops_so_far)
+    if get_args().log_progress:
+        from megatron.training.progress_file import log_saved_checkpoint
+        log_saved_checkpoint(get_args(), iteration, flops_so_far, _START_TIME, _JOB_START_FLOPS)
 
 
 def _finish_writer() -> None:
@@ -201,10 +218,18 @@ def pretrain(train_valid_test_dataset_provider, model_provider, model_type=Model
              args_defaults=None, get_embedding_ranks=None, get_position_embedding_ranks=None,
              non_loss_data_func=None, store=None, inprocess_call_wrapper=None, argv=None):
     """Megatron's entry point: initialise, build model/optimizer/data, train, evaluate, save."""
+    global _START_TIME, _PRETRAIN_CALLS, _JOB_START_FLOPS
+    _PRETRAIN_CALLS += 1
+    if _PRETRAIN_CALLS > 1:
+        _START_TIME = time.time()
     initialize_megatron(extra_args_provider=extra_args_provider, args_defaults=args_defaults or {}, argv=argv)
     args = get_args()
+    if args.log_progress:
+        from megatron.training.progress_file import append_to_progress_log
+        append_to_progress_log(args, "Starting job")
     print_rank_0(f"time to initialize megatron (seconds): {time.time() - _START_TIME:.3f}")
     model, optimizer, opt_param_scheduler = setup_model_and_optimizer(model_provider, model_type)
+    _JOB_START_FLOPS = args.num_floating_point_operations_so_far
     config = get_model_config(model[0])
     train_it, valid_it, test_it = build_train_valid_test_data_iterators(train_valid_test_dataset_provider)
     print_rank_0("done with setup ...")
@@ -214,10 +239,11 @@ def pretrain(train_valid_test_dataset_provider, model_provider, model_type=Model
         iteration, flops = train(forward_step_func, model, optimizer, opt_param_scheduler, train_it, valid_it,
                                  process_non_loss_data_func, config, None, non_loss_data_func)
         if args.save and iteration != 0 and (not args.save_interval or iteration % args.save_interval != 0):
-            save_checkpoint(iteration, model, optimizer, opt_param_scheduler, flops)
+            _save(iteration, model, optimizer, opt_param_scheduler, flops)
     if args.do_valid:
         evaluate_and_print_results(f"iteration {iteration} on validation set", forward_step_func, valid_it, model,
-                                   iteration, process_non_loss_data_func, config, True, non_loss_data_func)
+                                   iteration, process_non_loss_data_func, config, True, non_loss_data_func,
+                                   eval_iters=getattr(args, "full_validation_iters", None))
     if args.do_test:
         evaluate_and_print_results(f"iteration {iteration} on test set", forward_step_func, test_it, model,
                                    iteration, process_non_loss_data_func, config, True, non_loss_data_func)

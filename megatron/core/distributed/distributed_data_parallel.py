@@ -54,8 +54,13 @@ class DistributedDataParallel(MegatronModule):
         self.buffers = [_GradBuffer(params, dtype) for dtype, params in by_dtype.items()]
         # Each rank's gradient is a mean over its own micro-batches: average over data-parallel ranks,
         # unless the loss is a per-token sum (then the optimizer divides by the global token count).
+        self.average_in_collective = False
         if ddp_config.calculate_per_token_loss or config.calculate_per_token_loss:
             self.gradient_scaling_factor = 1.0
+        elif ddp_config.average_in_collective and dist.get_backend(self.dp_group) == "nccl":
+            # NCCL averages inside the all-reduce (gloo has no AVG op: it scales first instead).
+            self.gradient_scaling_factor = 1.0
+            self.average_in_collective = True
         else:
             self.gradient_scaling_factor = 1.0 / self.dp_size
 
@@ -82,7 +87,8 @@ class DistributedDataParallel(MegatronModule):
         for buffer in self.buffers:
             if self.gradient_scaling_factor != 1.0:
                 buffer.grad_data.mul_(self.gradient_scaling_factor)
-            dist.all_reduce(buffer.grad_data, group=self.dp_group)
+            op = dist.ReduceOp.AVG if self.average_in_collective else dist.ReduceOp.SUM
+            dist.all_reduce(buffer.grad_data, op=op, group=self.dp_group)
 
     def scale_gradients(self, scaling_factor: float) -> None:
         for buffer in self.buffers:

@@ -4,6 +4,7 @@ from typing import Optional, Union
 
 import torch
 
+from megatron.core.tensor_parallel.random import checkpoint
 from megatron.core.transformer.identity_op import IdentityOp
 from megatron.core.transformer.module import MegatronModule
 from megatron.core.transformer.spec_utils import ModuleSpec, build_module
@@ -41,6 +42,28 @@ class TransformerLayer(MegatronModule):
         self.mlp = build_module(submodules.mlp, config=config)
         self.self_attn_bda = submodules.self_attn_bda
         self.mlp_bda = submodules.mlp_bda
+        # Selective recompute of the layer's own parts (core_attn is handled by the attention).
+        selective = config.recompute_modules if config.recompute_granularity == "selective" else None
+        self.recompute_layernorm = "layernorm" in (selective or [])
+        self.recompute_mlp = "mlp" in (selective or [])
+
+    def _norm(self, norm, hidden_states: torch.Tensor) -> torch.Tensor:
+        """norm(hidden_states), keeping only its input for backward under layernorm recompute."""
+        if self.recompute_layernorm and self.training:
+            return checkpoint(norm, False, hidden_states)
+        return norm(hidden_states)
+
+    def _mlp(self, hidden_states: torch.Tensor):
+        """The MLP's (output, bias). Under mlp recompute the bias is added inside the recomputed
+        function: a parameter returned as is from a checkpointed function would take the
+        checkpoint's backward as its own gradient function."""
+        if not (self.recompute_mlp and self.training):
+            return self.mlp(hidden_states)
+
+        def output_with_bias(x):
+            out, bias = self.mlp(x)
+            return out if bias is None else out + bias
+        return checkpoint(output_with_bias, False, hidden_states), None
 
     def _bda(self, factory, x_with_bias, residual):
         return factory(self.training, self.config.bias_dropout_fusion)(x_with_bias, residual, self.hidden_dropout)
@@ -50,12 +73,12 @@ class TransformerLayer(MegatronModule):
                 rotary_pos_sin=None, attention_bias=None, inference_context=None, packed_seq_params=None,
                 sequence_len_offset=None, inference_params=None):
         post_ln_residual = self.config.apply_residual_connection_post_layernorm
-        normed = self.input_layernorm(hidden_states)
+        normed = self._norm(self.input_layernorm, hidden_states)
         residual = normed if post_ln_residual else hidden_states
         attention_out = self.self_attention(normed, attention_mask=attention_mask, rotary_pos_emb=rotary_pos_emb)
         hidden_states = self._bda(self.self_attn_bda, attention_out, residual)
 
-        normed = self.pre_mlp_layernorm(hidden_states)
+        normed = self._norm(self.pre_mlp_layernorm, hidden_states)
         residual = normed if post_ln_residual else hidden_states
-        hidden_states = self._bda(self.mlp_bda, self.mlp(normed), residual)
+        hidden_states = self._bda(self.mlp_bda, self._mlp(normed), residual)
         return hidden_states, context
