@@ -102,11 +102,22 @@ class GPT2BPETokenizer(MegatronTokenizer):
         where = f"--vocab-file {vocab_file} / --merge-file {merge_file}"
         self._tokenizer = build_byte_level_bpe(self._vocab, merges, where)
         self._eod = self._vocab[EOD_TOKEN]
+        self._word_encoder = None  # made on first use, if exact for this tokenizer
+        self._word_encoder_tried = False
 
     def tokenize(self, text: str) -> List[int]:
         return self._tokenizer.encode(text, add_special_tokens=False).ids
 
     def tokenize_batch(self, texts: List[str]) -> List[List[int]]:
+        # Same ids, word by word through a cache (byte_level_words.py); built on first use so
+        # that programs which never tokenize in bulk do not pay for it.
+        if not self._word_encoder_tried:
+            self._word_encoder_tried = True
+            from megatron.core.tokenizers.byte_level_words import ByteLevelWordEncoder
+
+            self._word_encoder = ByteLevelWordEncoder.for_tokenizer(self._tokenizer, False)
+        if self._word_encoder is not None:
+            return self._word_encoder.encode_batch(texts)
         return encode_batch_ids(self._tokenizer, texts, add_special_tokens=False)
 
     def detokenize(self, ids: List[int]) -> str:

@@ -107,6 +107,8 @@ class HuggingFaceTokenizer(MegatronTokenizer):
         self._eos = self._id_of("eos_token")
         self._bos = self._id_of("bos_token")
         self._pad = self._id_of("pad_token")
+        self._word_encoder = None  # made on first use, if exact for this tokenizer
+        self._word_encoder_tried = False
 
     def _id_of(self, key: str) -> Optional[int]:
         token = self._token_names.get(key)
@@ -124,6 +126,15 @@ class HuggingFaceTokenizer(MegatronTokenizer):
         return self._tokenizer.encode(text).ids
 
     def tokenize_batch(self, texts: List[str]) -> List[List[int]]:
+        # A GPT-2-style byte-level BPE file is encoded word by word through a cache, with the
+        # same ids (byte_level_words.py); other files, or texts it cannot do, the plain way.
+        if not self._word_encoder_tried:
+            self._word_encoder_tried = True
+            from megatron.core.tokenizers.byte_level_words import ByteLevelWordEncoder
+
+            self._word_encoder = ByteLevelWordEncoder.for_tokenizer(self._tokenizer, True)
+        if self._word_encoder is not None:
+            return self._word_encoder.encode_batch(texts)
         from megatron.core.tokenizers.gpt2_bpe import encode_batch_ids
 
         return encode_batch_ids(self._tokenizer, texts, add_special_tokens=True)

@@ -34,6 +34,8 @@ class _SentencePieceBase(MegatronTokenizer):
         # Threads for batched encodes; -1 lets sentencepiece use every core. Multi-process
         # callers (one worker per core) should set 1.
         self.num_threads = -1
+        self._word_encoder = None  # made on first use, if exact for this tokenizer
+        self._word_encoder_tried = False
         self._vocab: Dict[str, int] = {}
         self._inv_vocab: Dict[int, str] = {}
         pieces = self._sp.id_to_piece(list(range(self._sp.get_piece_size())))
@@ -42,8 +44,17 @@ class _SentencePieceBase(MegatronTokenizer):
             self._vocab[piece] = i  # a repeated piece keeps its last id, as in Megatron-LM
 
     def _encode_plain(self, texts: List[str]) -> List[List[int]]:
+        """What ``encode`` gives each text; for BPE models whose pieces allow it, found word by
+        word through a cache (sentencepiece_words.py), with the same ids."""
         if not texts:
             return []
+        if not self._word_encoder_tried:  # built on first use: training never needs it
+            self._word_encoder_tried = True
+            from megatron.core.tokenizers.sentencepiece_words import SentencePieceWordEncoder
+
+            self._word_encoder = SentencePieceWordEncoder.for_processor(self._sp)
+        if self._word_encoder is not None:
+            return self._word_encoder.encode_batch(texts, num_threads=self.num_threads)
         return self._sp.encode(texts, out_type=int, num_threads=self.num_threads)
 
     @property
