@@ -4,7 +4,6 @@ import logging
 import os
 import random
 import socket
-import warnings
 
 import numpy as np
 import torch
@@ -15,7 +14,7 @@ from megatron.core.num_microbatches_calculator import init_num_microbatches_calc
 from megatron.core.tensor_parallel.random import model_parallel_cuda_manual_seed, set_param_init_seed
 from megatron.core.timers import Timers
 from megatron.training import global_vars
-from megatron.training.utils import print_rank_0
+from megatron.training.utils import print_rank_0, warn_rank_0
 
 
 def _free_port() -> int:
@@ -24,19 +23,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def choose_device_and_backend(requested_backend: str):
-    """CUDA + NCCL when a GPU is there; CPU + gloo otherwise (with a warning if NCCL was asked for)."""
+def choose_device_and_backend(requested_backend: str, explicitly_requested: bool = True):
+    """CUDA + NCCL when a GPU is there; CPU + gloo otherwise. Falling back from NCCL warns when the
+    user asked for it (it is also Megatron's default, which on a CPU machine needs no warning)."""
     forced_cpu = os.environ.get("MEGATRON_DEVICE") == "cpu"
     if torch.cuda.is_available() and not forced_cpu:
         return "cuda", requested_backend
-    if requested_backend == "nccl":
-        warnings.warn("--distributed-backend nccl: no CUDA device is available, falling back to gloo on the CPU")
+    if requested_backend == "nccl" and explicitly_requested:
+        warn_rank_0("--distributed-backend nccl: no CUDA device is available, falling back to gloo on the CPU")
     return "cpu", "gloo"
 
 
 def initialize_distributed(args) -> None:
     """Init torch.distributed from torchrun's environment (or as a single process without it)."""
-    device_type, backend = choose_device_and_backend(args.distributed_backend)
+    explicit = "distributed_backend" in (getattr(args, "user_set_options", None) or ["distributed_backend"])
+    device_type, backend = choose_device_and_backend(args.distributed_backend, explicit)
     device.set_device_type(device_type)
     args.distributed_backend = backend
     if device_type == "cuda":
