@@ -1,10 +1,8 @@
 """Validation and test loops: the loss over --eval-iters global batches, printed with perplexity."""
-import math
 from typing import Dict
 
 import torch
 
-from megatron.core import device
 from megatron.core.num_microbatches_calculator import get_num_microbatches
 from megatron.core.pipeline_parallel import get_forward_backward_func
 from megatron.core import parallel_state

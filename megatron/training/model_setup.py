@@ -3,7 +3,6 @@ import inspect
 from typing import Callable, List, Optional
 
 import torch
-import torch.distributed as dist
 
 from megatron.core import parallel_state
 from megatron.core.distributed import DistributedDataParallel

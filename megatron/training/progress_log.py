@@ -10,7 +10,7 @@ import torch.distributed as dist
 
 from megatron.core import device, parallel_state
 from megatron.core.num_microbatches_calculator import get_num_microbatches
-from megatron.training.global_vars import get_args, get_tensorboard_writer, get_timers
+from megatron.training.global_vars import get_tensorboard_writer, get_timers
 from megatron.training.log_line import iteration_log_line
 from megatron.training.lr_schedule import learning_rates_for_logging
 from megatron.training.throughput import (

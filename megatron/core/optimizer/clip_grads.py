@@ -1,5 +1,5 @@
 """Global gradient norm (each parameter counted once across tensor/pipeline ranks) and clipping."""
-from typing import List, Optional
+from typing import List
 
 import torch
 import torch.distributed as dist

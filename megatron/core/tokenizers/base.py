@@ -60,20 +60,23 @@ class MegatronTokenizer(ABC):
 
     # ---- vocabulary ---------------------------------------------------------------------------
 
+    # Families with a token table set ``self._vocab`` (text -> id) and ``self._inv_vocab``
+    # (id -> text); the others override these properties.
+
     @property
-    @abstractmethod
     def vocab_size(self) -> int:
         """Number of token ids before padding (what --make-vocab-size-divisible-by pads)."""
+        return len(self._vocab)
 
     @property
-    @abstractmethod
     def vocab(self) -> Dict[str, int]:
         """Token text -> id."""
+        return self._vocab
 
     @property
-    @abstractmethod
     def inv_vocab(self) -> Dict[int, str]:
         """Id -> token text."""
+        return self._inv_vocab
 
     # ---- special tokens: families without one raise, as in Megatron-LM, so callers that
     # ---- probe (GPTDataset's pad id) can fall back with try/except.

@@ -130,18 +130,6 @@ class BertWordPieceTokenizer(MegatronTokenizer):
         return text
 
     @property
-    def vocab_size(self) -> int:
-        return len(self._vocab)
-
-    @property
-    def vocab(self) -> Dict[str, int]:
-        return self._vocab
-
-    @property
-    def inv_vocab(self) -> Dict[int, str]:
-        return self._inv_vocab
-
-    @property
     def cls(self) -> int:
         return self._vocab["[CLS]"]
 

@@ -43,18 +43,6 @@ class ByteTokenizer(MegatronTokenizer):
         return "".join(out)
 
     @property
-    def vocab_size(self) -> int:
-        return len(self._vocab)
-
-    @property
-    def vocab(self) -> Dict[str, int]:
-        return self._vocab
-
-    @property
-    def inv_vocab(self) -> Dict[int, str]:
-        return self._inv_vocab
-
-    @property
     def eod(self) -> int:
         return self._vocab["<|endoftext|>"]
 

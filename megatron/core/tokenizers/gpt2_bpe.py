@@ -128,18 +128,6 @@ class GPT2BPETokenizer(MegatronTokenizer):
         return data.decode("utf-8", errors="replace")
 
     @property
-    def vocab_size(self) -> int:
-        return len(self._vocab)
-
-    @property
-    def vocab(self) -> Dict[str, int]:
-        return self._vocab
-
-    @property
-    def inv_vocab(self) -> Dict[int, str]:
-        return self._inv_vocab
-
-    @property
     def eod(self) -> int:
         return self._eod
 

@@ -150,14 +150,6 @@ class HuggingFaceTokenizer(MegatronTokenizer):
         return self._tokenizer.get_vocab_size(with_added_tokens=True)
 
     @property
-    def vocab(self) -> Dict[str, int]:
-        return self._vocab
-
-    @property
-    def inv_vocab(self) -> Dict[int, str]:
-        return self._inv_vocab
-
-    @property
     def decoder(self) -> Dict[int, str]:
         return self._inv_vocab
 

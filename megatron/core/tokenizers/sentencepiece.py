@@ -58,18 +58,6 @@ class _SentencePieceBase(MegatronTokenizer):
         return self._sp.encode(texts, out_type=int, num_threads=self.num_threads)
 
     @property
-    def vocab_size(self) -> int:
-        return len(self._vocab)
-
-    @property
-    def vocab(self) -> Dict[str, int]:
-        return self._vocab
-
-    @property
-    def inv_vocab(self) -> Dict[int, str]:
-        return self._inv_vocab
-
-    @property
     def decoder(self) -> Dict[int, str]:
         return self._inv_vocab
 
