@@ -340,7 +340,7 @@ def test_derived_values():
     assert bf16.params_dtype == torch.bfloat16 and bf16.accumulate_allreduce_grads_in_fp32
     assert not run("--bf16", "--grad-reduce-in-bf16").accumulate_allreduce_grads_in_fp32
     fp16 = run("--fp16")
-    assert fp16.params_dtype == torch.half and not fp16.check_for_nan_in_loss_and_grad
+    assert fp16.params_dtype == torch.half and fp16.check_for_nan_in_loss_and_grad  # stays on under fp16
     assert run("--recompute-activations").recompute_granularity == "selective"
     gqa = run("--group-query-attention", "--num-query-groups", "2")
     assert gqa.num_query_groups == 2

@@ -98,13 +98,9 @@ def check_precision(args, notes):
     if args.fp16 and args.bf16:
         raise ConfigError("--fp16 and --bf16 are exclusive: pick one")
     if args.fp16:
+        # The NaN check stays on (unlike Megatron, which turns it off under fp16): overflowing
+        # gradients are the loss scaler's business and never reach it; it stops on a NaN/inf loss.
         args.params_dtype = torch.half
-        if not args.loss_scale:
-            # Dynamic loss scaling uses inf/NaN gradients as its signal to lower the scale.
-            if args.check_for_nan_in_loss_and_grad:
-                notes.append("NaN check on loss and gradients off: dynamic fp16 loss scaling "
-                             "treats overflows as a signal")
-            args.check_for_nan_in_loss_and_grad = False
     elif args.bf16:
         args.params_dtype = torch.bfloat16
         # bf16 gradients lose too much when accumulated: Megatron accumulates and reduces in
