@@ -1,7 +1,7 @@
 """Tensor / sequence / data parallelism match the single-process model: losses, grad norms, gradients.
 
 Core-level: GPTModel + DistributedDataParallel + get_megatron_optimizer + the schedule + finalize
-grads, built from TransformerConfig directly. (The full driver is covered by test_pretrain_parity.)
+grads, built from TransformerConfig directly. (The full driver is covered by test_pretrain_driver.)
 """
 import torch
 import torch.distributed as dist

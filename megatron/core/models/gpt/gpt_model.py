@@ -19,7 +19,6 @@ from megatron.core.tensor_parallel import (
     vocab_parallel_cross_entropy,
 )
 from megatron.core.tensor_parallel.cross_entropy import mask_padded_vocab
-from megatron.core.tensor_parallel.mappings import gather_from_tensor_model_parallel_region
 from megatron.core.tensor_parallel.param_init import deferred_param_init, initialize_params_by_name
 from megatron.core.tensor_parallel.random import get_param_init_seed
 from megatron.core.transformer.module import MegatronModule
@@ -141,7 +140,3 @@ class GPTModel(MegatronModule):
         tp_rank = 0 if gathered else parallel_state.get_tensor_model_parallel_rank()
         logits = mask_padded_vocab(logits, self.true_vocab_size, tp_rank * logits.size(-1))
         return logits.transpose(0, 1).contiguous()
-
-    def gathered_logits(self, logits: torch.Tensor) -> torch.Tensor:
-        """Full-vocabulary logits from this rank's slice (for sampling under tensor parallelism)."""
-        return gather_from_tensor_model_parallel_region(logits)
