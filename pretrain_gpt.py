@@ -3,89 +3,19 @@
 
     torchrun --nproc-per-node 2 pretrain_gpt.py --tensor-model-parallel-size 2 --num-layers 12 ...
     python pretrain_gpt.py --config examples/gpt_tiny.yaml
+
+The recipe (model provider, get_batch, loss_func, forward_step, datasets provider) lives in
+megatron/training/recipes/gpt.py; installed, the same command is ``megatron-pretrain-gpt``.
 """
-from functools import partial
-
-import torch
-
-from megatron.core import device, parallel_state
-from megatron.core.enums import ModelType
-from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
-from megatron.core.models.gpt.gpt_model import GPTModel
-from megatron.core.tensor_parallel import broadcast_data
-from megatron.training import get_args, get_tokenizer, pretrain
-from megatron.training.config_from_args import core_transformer_config_from_args
-
-_INT_KEYS = ["tokens", "labels", "position_ids"]
-
-
-def model_provider(pre_process: bool = True, post_process: bool = True, vp_stage=None) -> GPTModel:
-    args = get_args()
-    config = core_transformer_config_from_args(args)
-    spec = get_gpt_layer_local_spec(qk_layernorm=args.qk_layernorm)
-    return GPTModel(
-        config=config, transformer_layer_spec=spec, vocab_size=args.padded_vocab_size,
-        max_sequence_length=args.max_position_embeddings or args.seq_length,
-        pre_process=pre_process, post_process=post_process, fp16_lm_cross_entropy=args.fp16_lm_cross_entropy,
-        parallel_output=True, share_embeddings_and_output_weights=not args.untie_embeddings_and_output_weights,
-        position_embedding_type=args.position_embedding_type, rotary_percent=args.rotary_percent,
-        rotary_base=args.rotary_base, rope_scaling=args.use_rope_scaling,
-        rope_scaling_factor=args.rope_scaling_factor,
-        seq_len_interpolation_factor=args.rotary_seq_len_interpolation_factor,
-        true_vocab_size=get_tokenizer().vocab_size)
-
-
-def get_batch(data_iterator):
-    """Read a micro-batch on tensor-parallel rank 0 and broadcast it to the rest of the TP group."""
-    args = get_args()
-    dev = device.current_device()
-    first = parallel_state.get_tensor_model_parallel_rank() == 0
-    data = next(data_iterator) if first else None
-    ints = {k: data[k].to(dev, torch.int64, non_blocking=True) for k in _INT_KEYS} if first else None
-    floats = {"loss_mask": data["loss_mask"].to(dev, torch.float32, non_blocking=True)} if first else None
-    batch = broadcast_data(_INT_KEYS, ints, torch.int64)
-    batch.update(broadcast_data(["loss_mask"], floats, torch.float32))
-    attention_mask = None
-    if args.reset_attention_mask and args.create_attention_mask_in_dataloader:
-        # Only then does the mask differ from plain causal attention (which SDPA builds itself);
-        # without a mask from the loader, attention stays causal across documents, as in Megatron.
-        masks = {"attention_mask": data["attention_mask"].to(dev, torch.bool)} if first else None
-        attention_mask = broadcast_data(["attention_mask"], masks, torch.bool)["attention_mask"]
-    return batch["tokens"], batch["labels"], batch["loss_mask"], attention_mask, batch["position_ids"]
-
-
-def loss_func(loss_mask: torch.Tensor, output_tensor: torch.Tensor):
-    """Sum of the masked per-token losses, with the token count (Megatron's 3-tuple contract)."""
-    losses = output_tensor.view(-1).float()
-    loss_mask = loss_mask.view(-1).float()
-    loss = torch.sum(losses * loss_mask)
-    num_tokens = loss_mask.sum().detach().to(torch.int)
-    reporting = torch.cat([loss.detach().view(1), num_tokens.float().view(1)])
-    return loss, num_tokens, {"lm loss": reporting}
-
-
-def forward_step(data_iterator, model: GPTModel):
-    tokens, labels, loss_mask, attention_mask, position_ids = get_batch(data_iterator)
-    output_tensor = model(tokens, position_ids, attention_mask, labels=labels, loss_mask=loss_mask)
-    return output_tensor, partial(loss_func, loss_mask)
-
-
-def train_valid_test_datasets_provider(train_val_test_num_samples):
-    from megatron.training.datasets.gpt import build_gpt_datasets
-    args = get_args()
-    return build_gpt_datasets(args, train_val_test_num_samples, get_tokenizer())
-
-
-# Every rank calls the provider: the dataset builder synchronises ranks (only TP rank 0 reads data).
-train_valid_test_datasets_provider.is_distributed = True
-
-
-def main(argv=None):
-    from megatron.training.arguments import exit_on_config_error
-    with exit_on_config_error():
-        pretrain(train_valid_test_datasets_provider, model_provider, ModelType.encoder_or_decoder,
-                 forward_step, args_defaults={"tokenizer_type": "GPT2BPETokenizer"}, argv=argv)
-
+from megatron.training import pretrain  # noqa: F401  (Megatron scripts call pretrain_gpt.pretrain)
+from megatron.training.recipes.gpt import (  # noqa: F401  (importable from here, as in Megatron-LM)
+    forward_step,
+    get_batch,
+    loss_func,
+    main,
+    model_provider,
+    train_valid_test_datasets_provider,
+)
 
 if __name__ == "__main__":
     main()

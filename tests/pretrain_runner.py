@@ -20,7 +20,7 @@ def run_pretrain(argv: List[str], finalize_hook=None) -> Dict[str, list]:
     ``finalize_hook(model_chunks, iteration)`` (optional) runs right after the gradients are final,
     before the optimizer step (used to inject an overflow).
     """
-    import pretrain_gpt
+    from megatron.training.recipes import gpt as pretrain_gpt
     from megatron.core.enums import ModelType
     from megatron.training import training
     from megatron.training.global_vars import get_args

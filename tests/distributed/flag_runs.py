@@ -65,7 +65,7 @@ def run_flags(argv, finalize_hook=None, keep_batches=0):
     """run_pretrain(argv) plus what it does not record: the optimizer's parameter groups before each
     step, the first ``keep_batches`` batches of get_batch, and the exit code when training stops
     with sys.exit (--exit-interval, --exit-duration-in-mins, a signal)."""
-    import pretrain_gpt
+    from megatron.training.recipes import gpt as pretrain_gpt
     from megatron.training import training
 
     seen = {"groups": [], "batches": [], "steps": 0, "step_losses": [], "exit_code": None, "get_batch_calls": 0,

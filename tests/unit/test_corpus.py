@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from tools.corpus import build_corpus, iter_documents, main, module_docs, stdlib_dir
+from megatron.cli.corpus import build_corpus, iter_documents, main, module_docs, stdlib_dir
 
 
 def _read(path):

@@ -18,8 +18,8 @@ from megatron.core.tokenizers.gpt2_bpe import byte_to_char
 from megatron.core.tokenizers.huggingface import HuggingFaceTokenizer
 from megatron.core.tokenizers.sentencepiece_words import SentencePieceWordEncoder
 from megatron.core.tokenizers.word_cache import WordCache
-from tools.corpus import build_corpus
-from tools.train_tokenizer import iter_texts, train_bpe, train_sentencepiece
+from megatron.cli.corpus import build_corpus
+from megatron.cli.train_tokenizer import iter_texts, train_bpe, train_sentencepiece
 
 ADVERSARIAL = [
     "", " ", "  ", "\n", "\t", "\r\n", " \r\n \r\n", "a", " a", "a ", "  a  ", "   ",

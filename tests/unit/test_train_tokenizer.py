@@ -6,8 +6,8 @@ import shutil
 import pytest
 
 from megatron.core.tokenizers import build_tokenizer
-from tools.corpus import build_corpus
-from tools.train_tokenizer import iter_texts, main, train_tokenizer
+from megatron.cli.corpus import build_corpus
+from megatron.cli.train_tokenizer import iter_texts, main, train_tokenizer
 
 SAMPLES = ["def main():\n    print('hello wörld')  # 中文\n", "  Leading spaces\tand tabs\n\n",
            "The quick brown fox; 12345 + 678 = 13023!"]

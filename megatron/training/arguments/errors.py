@@ -1,15 +1,10 @@
-"""The one error type of the options system, and the helper entry scripts use to report it."""
+"""The options system's error type, and the helper older entry scripts use to report it."""
 
 import contextlib
 import sys
 
-
-class ConfigError(ValueError):
-    """A bad command line or config file: the message names the flag or file and the fix.
-
-    It is a ValueError so callers that already catch ValueError keep working; argparse's own
-    exit-on-error is replaced by it so tests and tools can catch every configuration mistake.
-    """
+# One class for a bad command line everywhere: the flag system raises it, megatron.cli.guard prints it.
+from megatron.core.errors import ConfigError  # noqa: F401  (the public name of this module)
 
 
 @contextlib.contextmanager
@@ -17,7 +12,8 @@ def exit_on_config_error(stream=None):
     """Run the body; on ConfigError print `error: <message>` and exit with status 2.
 
     Status 2 is argparse's convention for a bad command line, so shell scripts that test for it
-    keep working. Only ConfigError is caught: a bug elsewhere still shows its traceback.
+    keep working. Only ConfigError is caught here (megatron.cli.guard.main_guard catches every
+    user error): a bug elsewhere still shows its traceback.
     """
     try:
         yield
