@@ -23,16 +23,18 @@ def run_pretrain(argv: List[str], finalize_hook=None) -> Dict[str, list]:
     from megatron.training.recipes import gpt as pretrain_gpt
     from megatron.core.enums import ModelType
     from megatron.training import training
-    from megatron.training.global_vars import get_args
     from megatron.training.initialize import destroy_megatron
 
     record = {"loss": [], "grad_norm": [], "skipped": [], "lr": [], "loss_scale": [], "stdout": ""}
     real_step, real_finalize = training.train_step, training.finalize_model_grads
 
-    def step(forward_step_func, data_iterator, model, optimizer, scheduler, config):
+    current = {"iteration": 0}  # the iteration train_step is running (1-based), for finalize_hook
+
+    def step(forward_step_func, data_iterator, model, optimizer, scheduler, config, state=None):
+        current["iteration"] = (state.iteration if state is not None else 0) + 1
         record["lr"].append(optimizer.param_groups[0]["lr"])
         losses, skipped, grad_norm, num_zeros = real_step(forward_step_func, data_iterator, model, optimizer,
-                                                          scheduler, config)
+                                                          scheduler, config, state)
         record["loss"].append(losses.get("lm loss"))
         record["grad_norm"].append(grad_norm)
         record["skipped"].append(skipped)
@@ -42,7 +44,7 @@ def run_pretrain(argv: List[str], finalize_hook=None) -> Dict[str, list]:
     def finalize(model, num_tokens=None, *rest):
         real_finalize(model, num_tokens, *rest)
         if finalize_hook is not None:
-            finalize_hook(model, get_args().curr_iteration + 1)
+            finalize_hook(model, current["iteration"])
 
     out = io.StringIO()
     training.train_step, training.finalize_model_grads = step, finalize

@@ -55,12 +55,12 @@ def run_shape(name: str, warmup: int, steps: int, overrides):
 
     from megatron.training.recipes import gpt as pretrain_gpt
     from megatron.core import device, parallel_state
-    from megatron.core.num_microbatches_calculator import destroy_num_microbatches_calculator, get_num_microbatches
-    from megatron.training import global_vars
+    from megatron.core.num_microbatches_calculator import get_num_microbatches
     from megatron.training.data_iterators import build_train_valid_test_data_iterators
-    from megatron.training.initialize import initialize_megatron
+    from megatron.training.initialize import destroy_megatron, initialize_megatron
     from megatron.training.model_setup import setup_model_and_optimizer
     from megatron.training.throughput import count_params_for_mfu, palm_flops_per_token, sum_count_over_group
+    from megatron.training.train_state import TrainState
     from megatron.training.training import prepare_train_config, train_step
 
     argv = (COMMON + " " + SHAPES[name][1]).split() + [f"--train-iters={warmup + steps}"] + list(overrides)
@@ -75,10 +75,11 @@ def run_shape(name: str, warmup: int, steps: int, overrides):
         tokens_per_step = args.global_batch_size * args.seq_length
         record = {"peer": "ours", "variant": variant_name(args), "shape": name, "micro_batch": args.micro_batch_size,
                   "grad_accum": get_num_microbatches(), "flops_per_token": flops_per_token}
+        state = TrainState()
         try:
             for i in range(warmup):
-                args.curr_iteration = i
-                train_step(pretrain_gpt.forward_step, train_it, model, optimizer, scheduler, config)
+                state.iteration = i
+                train_step(pretrain_gpt.forward_step, train_it, model, optimizer, scheduler, config, state)
             device.synchronize()
             events = [torch.cuda.Event(enable_timing=True) for _ in range(steps + 1)] if device.on_cuda() else None
             start = time.perf_counter()
@@ -86,8 +87,8 @@ def run_shape(name: str, warmup: int, steps: int, overrides):
             if events:
                 events[0].record()
             for i in range(steps):
-                args.curr_iteration = warmup + i
-                train_step(pretrain_gpt.forward_step, train_it, model, optimizer, scheduler, config)
+                state.iteration = warmup + i
+                train_step(pretrain_gpt.forward_step, train_it, model, optimizer, scheduler, config, state)
                 if events:
                     events[i + 1].record()
                 else:
@@ -107,9 +108,7 @@ def run_shape(name: str, warmup: int, steps: int, overrides):
             record.update(status="oom", note=str(e)[:200], tokens_per_s=0.0, step_time_median_s=0.0,
                           peak_mem_gib=0.0, mfu=0.0)
     del model, optimizer, scheduler, train_it
-    global_vars.destroy_global_vars()
-    destroy_num_microbatches_calculator()
-    parallel_state.destroy_model_parallel()
+    destroy_megatron()
     if device.on_cuda():
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()

@@ -11,8 +11,10 @@ exception is a bug and keeps its traceback. ``MEGATRON_TRACEBACK=1`` shows the t
 errors too.
 """
 import contextlib
+import json
 import os
 import sys
+import time
 
 from megatron.core.errors import UserError
 
@@ -27,6 +29,21 @@ def _rank_and_world():
     except ImportError:
         pass
     return int(os.environ.get("RANK", "0") or 0), int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+def _tell_torchrun(message: str) -> None:
+    """Under torchrun, write the message where its failure summary reads each rank's cause (in place
+    of "To enable traceback see ...")."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if not path:
+        return
+    try:
+        with open(path, "w") as stream:
+            # torchrun's own format; its summary shows py_callstack as the rank's "traceback".
+            json.dump({"message": {"message": message, "extraInfo": {"py_callstack": message,
+                                                                     "timestamp": str(int(time.time()))}}}, stream)
+    except OSError:
+        pass  # the summary then says less; the message was printed already
 
 
 def format_user_error(prog: str, error: UserError, rank: int, world_size: int) -> str:
@@ -54,8 +71,10 @@ def main_guard(prog: str):
         if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
             raise
         rank, world = _rank_and_world()
+        line = format_user_error(prog, error, rank, world)
         if rank == 0 or not error.same_on_every_rank:
-            print(format_user_error(prog, error, rank, world), file=sys.stderr, flush=True)
+            print(line, file=sys.stderr, flush=True)
+        _tell_torchrun(line)
         sys.exit(error.exit_code)
     except Exception as error:
         # A rank that lost a peer (which failed first and printed why) is not a second bug to

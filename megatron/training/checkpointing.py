@@ -21,7 +21,17 @@ import torch.distributed as dist
 
 from megatron.core import device, parallel_state
 from megatron.core.tensor_parallel.random import get_cuda_rng_tracker
+from megatron.core.errors import CheckpointError
+from megatron.training.arguments.derived import set_derived
+from megatron.training.checkpoint_files import (
+    copy_tokenizer_files,
+    read_args_json,
+    remove_stale_temp_files,
+    temp_path,
+    write_args_json,
+)
 from megatron.training.global_vars import get_args
+from megatron.training.train_state import TrainState
 from megatron.training.utils import print_rank_0, unwrap_model
 
 CHECKPOINT_VERSION = 3.0
@@ -101,13 +111,13 @@ def _restore_rng_state(state: dict) -> None:
 
 def _atomic_save(obj, path: str) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
+    tmp = temp_path(path)
     torch.save(obj, tmp)
     os.replace(tmp, path)
 
 
 def _atomic_write_text(path: str, text: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
+    tmp = temp_path(path)
     with open(tmp, "w") as f:
         f.write(text)
     os.replace(tmp, path)
@@ -115,17 +125,29 @@ def _atomic_write_text(path: str, text: str) -> None:
 
 def save_checkpoint(iteration: int, model, optimizer, opt_param_scheduler,
                     num_floating_point_operations_so_far: float = 0, checkpointing_context=None,
-                    **unused) -> None:
+                    train_state: Optional[TrainState] = None, **unused) -> None:
+    """Save at ``iteration`` under --save; ``train_state`` (where the run is) defaults to one holding
+    only the iteration and FLOPs."""
     args = get_args()
+    if train_state is None:
+        train_state = TrainState(iteration=iteration,
+                                 floating_point_operations_so_far=num_floating_point_operations_so_far)
     model = model[0] if isinstance(model, list) else model
     print_rank_0(f"saving checkpoint at iteration {iteration:7d} to {args.save}")
+    saved_args = {k: _plain(v) for k, v in vars(args).items() if k not in ("startup_notes", "user_set_options")}
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        # The checkpoint carries its arguments as JSON and its tokenizer, so that it loads without flags.
+        iteration_dir = os.path.dirname(os.path.dirname(get_checkpoint_name(args.save, iteration)))
+        saved_args["tokenizer_files"] = copy_tokenizer_files(args, iteration_dir)
+        write_args_json(iteration_dir, saved_args)
     if parallel_state.get_data_parallel_rank() == 0:
         state = {
-            "args": {k: _plain(v) for k, v in vars(args).items() if k != "startup_notes"},
+            "args": saved_args,
             "checkpoint_version": CHECKPOINT_VERSION,
             "iteration": iteration,
             "model": unwrap_model(model).state_dict(),
             "num_floating_point_operations_so_far": num_floating_point_operations_so_far,
+            "train_state": train_state.state_dict(),
         }
         if not args.no_save_optim and optimizer is not None:
             state["optimizer"] = optimizer.state_dict()
@@ -138,7 +160,7 @@ def save_checkpoint(iteration: int, model, optimizer, opt_param_scheduler,
         dist.barrier()
     if not dist.is_initialized() or dist.get_rank() == 0:
         _atomic_write_text(get_checkpoint_tracker_filename(args.save), str(iteration))
-        _apply_retention(args.save, iteration, getattr(args, "save_retain_interval", None))
+        _apply_retention(args.save, iteration, args.save_retain_interval)
     if dist.is_initialized():
         dist.barrier()
     print_rank_0(f"  successfully saved checkpoint at iteration {iteration:7d} to {args.save}")
@@ -166,8 +188,9 @@ def _check_compatible(saved_args: dict, args, path: str) -> None:
 
 
 def load_checkpoint(model, optimizer, opt_param_scheduler, load_arg: str = "load", strict: bool = True,
-                    **unused) -> Tuple[int, float]:
-    """Load the latest (or --ckpt-step) checkpoint under --load; returns (iteration, flops so far).
+                    train_state: Optional[TrainState] = None, **unused) -> Tuple[int, float]:
+    """Load the latest (or --ckpt-step) checkpoint under --load; returns (iteration, flops so far)
+    and sets ``train_state`` (when given) to where the saved run was (a fresh state when fine-tuning).
 
     Without a checkpoint there, --pretrained-checkpoint is loaded as fine-tuning weights if given;
     otherwise training starts from the initialised model (or fails with --exit-on-missing-checkpoint).
@@ -177,7 +200,7 @@ def load_checkpoint(model, optimizer, opt_param_scheduler, load_arg: str = "load
     finetune = args.finetune
     tracker = get_checkpoint_tracker_filename(load_dir) if load_dir else None
     if tracker is None or not os.path.isfile(tracker):
-        pretrained = getattr(args, "pretrained_checkpoint", None)
+        pretrained = args.pretrained_checkpoint
         if pretrained and os.path.isfile(get_checkpoint_tracker_filename(pretrained)):
             load_dir, finetune, tracker = pretrained, True, get_checkpoint_tracker_filename(pretrained)
         else:
@@ -188,7 +211,7 @@ def load_checkpoint(model, optimizer, opt_param_scheduler, load_arg: str = "load
                          "training starts from the initialised model")
             return 0, 0
     iteration, release = read_metadata(tracker)
-    if getattr(args, "ckpt_step", None) is not None:
+    if args.ckpt_step is not None:
         iteration, release = args.ckpt_step, False
     path = get_checkpoint_name(load_dir, iteration, release)
     if not os.path.isfile(path):
@@ -216,17 +239,19 @@ def load_checkpoint(model, optimizer, opt_param_scheduler, load_arg: str = "load
         optimizer.reload_model_params()
     if not finetune and not args.no_load_rng and "rng_state" in state:
         _restore_rng_state(state["rng_state"][0])
-    if finetune:
-        iteration = 0
-    else:
-        saved = state.get("args", {})
-        args.consumed_train_samples = saved.get("consumed_train_samples", 0)
-        args.consumed_valid_samples = saved.get("consumed_valid_samples", 0)
+    loaded = TrainState()
+    if not finetune:
+        flops = state.get("num_floating_point_operations_so_far", 0)
+        if "train_state" in state:
+            loaded.load_state_dict(state["train_state"])
+        else:
+            loaded = TrainState.from_legacy_args(state.get("args", {}), iteration, flops)
+    if train_state is not None:
+        train_state.load_state_dict(loaded.state_dict())
     if dist.is_initialized():
         dist.barrier()
-    print_rank_0(f"  successfully loaded checkpoint from {load_dir} at iteration {iteration}")
-    flops = 0 if finetune else state.get("num_floating_point_operations_so_far", 0)
-    return iteration, flops
+    print_rank_0(f"  successfully loaded checkpoint from {load_dir} at iteration {loaded.iteration}")
+    return loaded.iteration, loaded.floating_point_operations_so_far
 
 
 # --use-checkpoint-args, Megatron's rule: sizes come from the checkpoint where the command line left
@@ -235,32 +260,87 @@ _SIZES_FROM_CHECKPOINT = ("num_layers", "hidden_size", "ffn_hidden_size", "seq_l
                           "kv_channels", "max_position_embeddings")
 _SWITCHES_FROM_CHECKPOINT = ("num_query_groups", "group_query_attention", "position_embedding_type", "rotary_base",
                              "rotary_percent", "rotary_interleaved", "add_bias_linear", "add_qkv_bias",
-                             "squared_relu", "swiglu", "untie_embeddings_and_output_weights", "apply_layernorm_1p",
-                             "normalization", "qk_layernorm")
+                             "squared_relu", "swiglu", "openai_gelu", "untie_embeddings_and_output_weights",
+                             "apply_layernorm_1p", "normalization", "norm_epsilon", "qk_layernorm",
+                             "apply_residual_connection_post_layernorm", "use_rope_scaling", "rope_scaling_factor",
+                             "rotary_seq_len_interpolation_factor", "make_vocab_size_divisible_by")
+
+
+def _latest_iteration_dir(load_dir: str):
+    """(iteration directory, tracker text) of the checkpoint --load names, or (None, None)."""
+    tracker = get_checkpoint_tracker_filename(load_dir)
+    if not os.path.isfile(tracker):
+        return None, None
+    with open(tracker) as f:
+        text = f.read().strip()
+    name = "release" if text == "release" else f"iter_{int(text):07d}" if text.isdigit() else None
+    if name is None:
+        raise CheckpointError(f"{tracker}: expected an iteration number or 'release', got {text!r}")
+    return os.path.join(load_dir, name), text
+
+
+def _saved_args(iteration_dir: str) -> dict:
+    saved = read_args_json(iteration_dir)
+    if saved is not None:
+        return saved
+    # A checkpoint written before args.json: the arguments sit in the first weights file.
+    for rank_dir in ("mp_rank_00", "mp_rank_00_000"):
+        path = os.path.join(iteration_dir, rank_dir, "model_optim_rng.pt")
+        if os.path.isfile(path):
+            return torch.load(path, map_location="cpu", weights_only=True).get("args", {})
+    raise CheckpointError(f"{iteration_dir}: no args.json and no mp_rank_00*/model_optim_rng.pt to read the "
+                          "run's arguments from: is it a complete checkpoint of this project?")
 
 
 def load_args_from_checkpoint(args, load_arg: str = "load"):
     """--use-checkpoint-args: take the model's shape (and with --use-mp-args-from-checkpoint-args,
-    the parallel layout) from the checkpoint under --load. Call before validation."""
-    load_dir = getattr(args, load_arg, None)
-    tracker = get_checkpoint_tracker_filename(load_dir) if load_dir else None
-    if tracker is None or not os.path.isfile(tracker):
+    the parallel layout) from the checkpoint under --load, and its tokenizer unless the command line
+    names one (--tokenizer-type): the tokenizer files are the copies saved in the checkpoint.
+    Call before validation; what it sets counts as given by the user."""
+    from megatron.training.arguments import options_in_group
+    load_dir = getattr(args, load_arg)
+    iteration_dir, _ = _latest_iteration_dir(load_dir) if load_dir else (None, None)
+    if iteration_dir is None:
         print(f"WARNING: --use-checkpoint-args: no checkpoint in {load_dir}; using the command line", file=sys.stderr)
         return args
-    with open(tracker) as f:
-        text = f.read().strip()
-    iteration, release = (0, True) if text == "release" else (int(text), False)
-    path = get_checkpoint_name(load_dir, iteration, release, tensor_rank=0, pipeline_rank=0,
-                               pipeline_parallel=False)
-    if not os.path.isfile(path):
-        path = get_checkpoint_name(load_dir, iteration, release, tensor_rank=0, pipeline_rank=0,
-                                   pipeline_parallel=True)
-    saved = torch.load(path, map_location="cpu", weights_only=True).get("args", {})
-    forced = _SWITCHES_FROM_CHECKPOINT + (_LAYOUT_ARGS if getattr(args, "use_mp_args_from_checkpoint_args", False)
-                                          else ())
+    saved = _saved_args(iteration_dir)
+    user_set = set(args.user_set_options)
+    forced = _SWITCHES_FROM_CHECKPOINT + (_LAYOUT_ARGS if args.use_mp_args_from_checkpoint_args else ())
+    taken = {}
     for key in _SIZES_FROM_CHECKPOINT + forced:
-        if key not in saved or saved[key] is None:
-            continue
-        if key in forced or getattr(args, key, None) is None:
-            setattr(args, key, saved[key])
+        if saved.get(key) is not None and (key in forced or key not in user_set):
+            taken[key] = saved[key]
+    if "tokenizer_type" not in user_set and saved.get("tokenizer_type"):
+        for option in options_in_group("tokenizer"):
+            if option.dest in saved:
+                taken[option.dest] = saved[option.dest]
+        for dest, relative in (saved.get("tokenizer_files") or {}).items():
+            taken[dest] = os.path.join(iteration_dir, relative)
+    for key, value in taken.items():
+        setattr(args, key, value)
+    if saved.get("padded_vocab_size") is not None and "tokenizer_type" not in user_set:
+        set_derived(args, "padded_vocab_size", saved["padded_vocab_size"])
+    set_derived(args, "user_set_options", sorted(user_set | set(taken)))
     return args
+
+
+def prepare_save_directory(args, model) -> None:
+    """At start, before any training step: --save must be a writable directory with room for one
+    checkpoint of this model, and the temporary files dead writers left there are removed.
+    Collective: every rank raises the same error when rank 0 finds a problem."""
+    from megatron.training.checkpoint_files import checkpoint_bytes, check_save_directory
+    from megatron.training.collective_errors import check_on_rank_0
+    chunks = model if isinstance(model, list) else [model]
+    params = [p for chunk in chunks for p in chunk.parameters()]
+    local = torch.tensor([sum(p.numel() for p in params)], dtype=torch.float64, device=device.current_device())
+    if dist.is_initialized() and parallel_state.get_model_parallel_group() is not None:
+        dist.all_reduce(local, group=parallel_state.get_model_parallel_group())
+    needed = checkpoint_bytes(int(local.item()), params[0].element_size() if params else 4,
+                              with_optimizer=not args.no_save_optim, separate_master=args.fp16 or args.bf16)
+
+    def check():
+        check_save_directory(args.save, needed)
+        for path in remove_stale_temp_files(args.save):
+            print(f"removed {path}: a temporary file of a checkpoint save that did not finish "
+                  "(its process is gone)", flush=True)
+    check_on_rank_0(check)

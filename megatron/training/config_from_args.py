@@ -28,7 +28,7 @@ def core_transformer_config_from_args(args, config_class=TransformerConfig) -> T
         kv_channels=args.kv_channels,
         hidden_dropout=args.hidden_dropout,
         attention_dropout=args.attention_dropout,
-        fp32_residual_connection=getattr(args, "fp32_residual_connection", False),
+        fp32_residual_connection=args.fp32_residual_connection,
         apply_residual_connection_post_layernorm=args.apply_residual_connection_post_layernorm,
         layernorm_epsilon=args.norm_epsilon,
         layernorm_zero_centered_gamma=args.apply_layernorm_1p,
@@ -52,13 +52,13 @@ def core_transformer_config_from_args(args, config_class=TransformerConfig) -> T
         recompute_granularity=args.recompute_granularity,
         recompute_method=args.recompute_method,
         recompute_num_layers=args.recompute_num_layers,
-        recompute_modules=getattr(args, "recompute_modules", None),
+        recompute_modules=args.recompute_modules,
         calculate_per_token_loss=args.calculate_per_token_loss,
-        deterministic_mode=getattr(args, "deterministic_mode", False),
+        deterministic_mode=args.deterministic_mode,
         fp16_lm_cross_entropy=args.fp16_lm_cross_entropy,
         attention_softmax_in_fp32=args.attention_softmax_in_fp32,
-        perform_initialization=getattr(args, "perform_initialization", True),
-        use_cpu_initialization=getattr(args, "use_cpu_initialization", False),
+        perform_initialization=args.perform_initialization,
+        use_cpu_initialization=args.use_cpu_initialization,
     )
     if args.init_method_xavier_uniform:
         kw["init_method"] = torch.nn.init.xavier_uniform_

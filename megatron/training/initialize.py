@@ -14,7 +14,8 @@ from megatron.core.num_microbatches_calculator import init_num_microbatches_calc
 from megatron.core.tensor_parallel.random import model_parallel_cuda_manual_seed, set_param_init_seed
 from megatron.core.timers import Timers
 from megatron.training import global_vars
-from megatron.training.utils import print_rank_0, warn_rank_0
+from megatron.training.arguments.derived import freeze, set_derived
+from megatron.training.utils import print_rank_0, refuse_unimplemented, warn_rank_0
 
 
 def _free_port() -> int:
@@ -34,33 +35,39 @@ def choose_device_and_backend(requested_backend: str, explicitly_requested: bool
     return "cpu", "gloo"
 
 
-def initialize_distributed(args) -> None:
-    """Init torch.distributed from torchrun's environment (or as a single process without it)."""
-    explicit = "distributed_backend" in (getattr(args, "user_set_options", None) or ["distributed_backend"])
+def initialize_distributed(args, store=None) -> None:
+    """Init torch.distributed from torchrun's environment (or as a single process without it), on
+    ``store`` when the caller gives one (a torch.distributed Store every rank can reach)."""
+    explicit = "distributed_backend" in args.user_set_options
     device_type, backend = choose_device_and_backend(args.distributed_backend, explicit)
     device.set_device_type(device_type)
-    args.distributed_backend = backend
     if device_type == "cuda":
         torch.cuda.set_device(args.local_rank % torch.cuda.device_count())
     if dist.is_initialized():
-        args.rank, args.world_size = dist.get_rank(), dist.get_world_size()
+        if (dist.get_rank(), dist.get_world_size()) != (args.rank, args.world_size):
+            # torch.distributed was started by the caller with other numbers than the environment's.
+            set_derived(args, "rank", dist.get_rank())
+            set_derived(args, "world_size", dist.get_world_size())
     else:
         timeout = datetime.timedelta(minutes=args.distributed_timeout_minutes)
-        if "MASTER_ADDR" in os.environ and "WORLD_SIZE" in os.environ:
+        if store is not None:
+            dist.init_process_group(backend, store=store, rank=args.rank, world_size=args.world_size,
+                                    timeout=timeout)
+        elif "MASTER_ADDR" in os.environ and "WORLD_SIZE" in os.environ:
             dist.init_process_group(backend, rank=args.rank, world_size=args.world_size, timeout=timeout)
         else:  # plain `python pretrain_gpt.py`: a world of one
             dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0,
                                     world_size=1, timeout=timeout)
     if parallel_state.model_parallel_is_initialized():
         return
-    order = "tp-cp-ep-pp-dp" if getattr(args, "use_tp_pp_dp_mapping", False) else "tp-cp-ep-dp-pp"
+    order = "tp-cp-ep-pp-dp" if args.use_tp_pp_dp_mapping else "tp-cp-ep-dp-pp"
     parallel_state.initialize_model_parallel(
         tensor_model_parallel_size=args.tensor_model_parallel_size,
         pipeline_model_parallel_size=args.pipeline_model_parallel_size,
-        virtual_pipeline_model_parallel_size=getattr(args, "virtual_pipeline_model_parallel_size", None),
+        virtual_pipeline_model_parallel_size=args.virtual_pipeline_model_parallel_size,
         context_parallel_size=args.context_parallel_size,
         expert_model_parallel_size=args.expert_model_parallel_size,
-        expert_tensor_parallel_size=getattr(args, "expert_tensor_parallel_size", None),
+        expert_tensor_parallel_size=args.expert_tensor_parallel_size,
         distributed_timeout_minutes=args.distributed_timeout_minutes,
         order=order)
 
@@ -87,7 +94,7 @@ _DETERMINISM_TO_RESTORE = None
 
 def _set_deterministic(args) -> None:
     global _DETERMINISM_TO_RESTORE
-    if getattr(args, "deterministic_mode", False):
+    if args.deterministic_mode:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         _DETERMINISM_TO_RESTORE = torch.are_deterministic_algorithms_enabled()
         torch.use_deterministic_algorithms(True)
@@ -95,7 +102,7 @@ def _set_deterministic(args) -> None:
 
 def _set_logging_level(args) -> None:
     """--logging-level, else $MEGATRON_LOGGING_LEVEL, sets the root logger's level (Megatron's order)."""
-    level = getattr(args, "logging_level", None)
+    level = args.logging_level
     if level is None and os.environ.get("MEGATRON_LOGGING_LEVEL"):
         try:
             level = int(os.environ["MEGATRON_LOGGING_LEVEL"])
@@ -122,30 +129,36 @@ def _parse_and_validate(argv, extra_args_provider, args_defaults, ignore_unknown
 def initialize_megatron(extra_args_provider=None, args_defaults=None, ignore_unknown_args: bool = False,
                         allow_no_cuda: bool = True, skip_mpu_initialization: bool = False,
                         get_embedding_ranks=None, get_position_embedding_ranks=None, parsed_args=None,
-                        argv=None):
-    """Parse and validate the flags, start torch.distributed, build the process groups, seed,
-    build the tokenizer, timers, writers and the micro-batch calculator. Returns args."""
+                        argv=None, store=None):
+    """Parse and validate the flags, start torch.distributed (on ``store`` when given), build the
+    process groups, seed, build the tokenizer, timers, writers and the micro-batch calculator.
+    Returns args, read-only from here on (megatron/training/arguments/derived.py).
+
+    ``allow_no_cuda`` is accepted for Megatron's callers: the CPU is always allowed here."""
+    refuse_unimplemented("initialize_megatron", skip_mpu_initialization=(skip_mpu_initialization, False),
+                         get_embedding_ranks=(get_embedding_ranks, None),
+                         get_position_embedding_ranks=(get_position_embedding_ranks, None))
     args = parsed_args if parsed_args is not None else _parse_and_validate(argv, extra_args_provider, args_defaults,
                                                                            ignore_unknown_args)
     global_vars.set_args(args)
     _set_logging_level(args)
-    initialize_distributed(args)
-    for note in getattr(args, "startup_notes", []) or []:
+    initialize_distributed(args, store)
+    for note in args.startup_notes:
         print_rank_0(f"note: {note}")
     _set_deterministic(args)
-    set_random_seed(args.seed, getattr(args, "data_parallel_random_init", False))
+    set_random_seed(args.seed, args.data_parallel_random_init)
     init_num_microbatches_calculator(args.rank, args.rampup_batch_size, args.global_batch_size,
                                      args.micro_batch_size, args.data_parallel_size,
-                                     getattr(args, "decrease_batch_size_if_needed", False))
+                                     args.decrease_batch_size_if_needed)
     from megatron.training.tokenizer import build_tokenizer
     global_vars.set_tokenizer(build_tokenizer(args))
     global_vars.set_timers(Timers(args.timing_log_level, args.timing_log_option))
     from megatron.training.writers import build_writers
     global_vars.set_tensorboard_writer(build_writers(args))
-    if getattr(args, "exit_signal_handler", False):
+    if args.exit_signal_handler:
         from megatron.training.signal_handler import DistributedSignalHandler
         global_vars.set_signal_handler(DistributedSignalHandler().__enter__())
-    return args
+    return freeze(args)
 
 
 def destroy_megatron() -> None:

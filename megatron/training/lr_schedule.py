@@ -18,9 +18,9 @@ from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 
 def _weight_decay_range(args) -> Tuple[float, float]:
     """(start, end) weight decay; the constant style uses --weight-decay for both."""
-    style = getattr(args, "weight_decay_incr_style", "constant")
-    start = getattr(args, "start_weight_decay", None)
-    end = getattr(args, "end_weight_decay", None)
+    style = args.weight_decay_incr_style
+    start = args.start_weight_decay
+    end = args.end_weight_decay
     if style == "constant":
         if start is None and end is None:
             return args.weight_decay, args.weight_decay
@@ -40,42 +40,42 @@ def _weight_decay_range(args) -> Tuple[float, float]:
 
 def _iteration_based_lengths(args) -> Tuple[float, float, float, Optional[float]]:
     for flag, value, unset in (
-        ("--lr-decay-samples", getattr(args, "lr_decay_samples", None), None),
-        ("--lr-warmup-samples", getattr(args, "lr_warmup_samples", 0), 0),
-        ("--lr-wsd-decay-samples", getattr(args, "lr_wsd_decay_samples", None), None),
-        ("--rampup-batch-size", getattr(args, "rampup_batch_size", None), None),
+        ("--lr-decay-samples", args.lr_decay_samples, None),
+        ("--lr-warmup-samples", args.lr_warmup_samples, 0),
+        ("--lr-wsd-decay-samples", args.lr_wsd_decay_samples, None),
+        ("--rampup-batch-size", args.rampup_batch_size, None),
     ):
         if value != unset and value is not None:
             raise ValueError(f"{flag} is for sample-based runs (--train-samples); this run uses --train-iters")
     gbs = args.global_batch_size
-    decay_iters = getattr(args, "lr_decay_iters", None)
+    decay_iters = args.lr_decay_iters
     decay = (args.train_iters if decay_iters is None else decay_iters) * gbs
-    warmup_iters = getattr(args, "lr_warmup_iters", 0) or 0
-    fraction = getattr(args, "lr_warmup_fraction", None)
+    warmup_iters = args.lr_warmup_iters or 0
+    fraction = args.lr_warmup_fraction
     if fraction is not None and warmup_iters:
         raise ValueError("give one of --lr-warmup-fraction and --lr-warmup-iters, not both")
     warmup = fraction * decay if fraction is not None else warmup_iters * gbs
-    wsd_iters = getattr(args, "lr_wsd_decay_iters", None)
+    wsd_iters = args.lr_wsd_decay_iters
     wsd = wsd_iters * gbs if wsd_iters is not None else None
     return warmup, decay, args.train_iters * gbs, wsd
 
 
 def _sample_based_lengths(args) -> Tuple[float, float, float, Optional[float]]:
     for flag, value, unset in (
-        ("--lr-decay-iters", getattr(args, "lr_decay_iters", None), None),
-        ("--lr-warmup-iters", getattr(args, "lr_warmup_iters", 0), 0),
-        ("--lr-wsd-decay-iters", getattr(args, "lr_wsd_decay_iters", None), None),
+        ("--lr-decay-iters", args.lr_decay_iters, None),
+        ("--lr-warmup-iters", args.lr_warmup_iters, 0),
+        ("--lr-wsd-decay-iters", args.lr_wsd_decay_iters, None),
     ):
         if value != unset and value is not None:
             raise ValueError(f"{flag} is for iteration-based runs (--train-iters); this run uses --train-samples")
-    decay = getattr(args, "lr_decay_samples", None)
+    decay = args.lr_decay_samples
     decay = args.train_samples if decay is None else decay
-    warmup_samples = getattr(args, "lr_warmup_samples", 0) or 0
-    fraction = getattr(args, "lr_warmup_fraction", None)
+    warmup_samples = args.lr_warmup_samples or 0
+    fraction = args.lr_warmup_fraction
     if fraction is not None and warmup_samples:
         raise ValueError("give one of --lr-warmup-fraction and --lr-warmup-samples, not both")
     warmup = fraction * decay if fraction is not None else warmup_samples
-    return warmup, decay, args.train_samples, getattr(args, "lr_wsd_decay_samples", None)
+    return warmup, decay, args.train_samples, args.lr_wsd_decay_samples
 
 
 def scheduler_from_args(optimizer, args) -> OptimizerParamScheduler:
@@ -86,9 +86,9 @@ def scheduler_from_args(optimizer, args) -> OptimizerParamScheduler:
     """
     # Sample-based first: a derived args.train_iters must not turn a --train-samples run into an
     # iteration-based one.
-    if getattr(args, "train_samples", None):
+    if args.train_samples:
         warmup, decay, wd_incr, wsd = _sample_based_lengths(args)
-    elif getattr(args, "train_iters", None):
+    elif args.train_iters:
         warmup, decay, wd_incr, wsd = _iteration_based_lengths(args)
     else:
         raise ValueError("give the run length: --train-iters or --train-samples (a positive number)")
@@ -97,20 +97,20 @@ def scheduler_from_args(optimizer, args) -> OptimizerParamScheduler:
         raise ValueError("--lr is required to build the learning-rate schedule")
     return OptimizerParamScheduler(
         optimizer,
-        init_lr=getattr(args, "lr_warmup_init", 0.0),
+        init_lr=args.lr_warmup_init,
         max_lr=args.lr,
-        min_lr=getattr(args, "min_lr", 0.0),
+        min_lr=args.min_lr,
         lr_warmup_steps=warmup,
         lr_decay_steps=decay,
-        lr_decay_style=getattr(args, "lr_decay_style", "linear"),
+        lr_decay_style=args.lr_decay_style,
         start_wd=start_wd,
         end_wd=end_wd,
         wd_incr_steps=wd_incr,
-        wd_incr_style=getattr(args, "weight_decay_incr_style", "constant"),
-        use_checkpoint_opt_param_scheduler=getattr(args, "use_checkpoint_opt_param_scheduler", False),
-        override_opt_param_scheduler=getattr(args, "override_opt_param_scheduler", False),
+        wd_incr_style=args.weight_decay_incr_style,
+        use_checkpoint_opt_param_scheduler=args.use_checkpoint_opt_param_scheduler,
+        override_opt_param_scheduler=args.override_opt_param_scheduler,
         wsd_decay_steps=wsd,
-        lr_wsd_decay_style=getattr(args, "lr_wsd_decay_style", "exponential"),
+        lr_wsd_decay_style=args.lr_wsd_decay_style,
     )
 
 

@@ -12,7 +12,8 @@ from megatron.core.transformer.module import Float16Module
 from megatron.core.utils import get_model_config
 from megatron.training.config_from_args import ddp_config_from_args, optimizer_config_from_args
 from megatron.training.global_vars import get_args, get_timers
-from megatron.training.lr_schedule import scheduler_from_args, train_iters_from_samples
+from megatron.training.lr_schedule import scheduler_from_args
+from megatron.training.train_state import TrainState
 
 
 def _call_model_provider(model_provider_func: Callable, pre_process: bool, post_process: bool):
@@ -51,26 +52,24 @@ def get_model(model_provider_func: Callable, model_type: ModelType = ModelType.e
 
 def setup_model_and_optimizer(model_provider_func: Callable, model_type: ModelType = ModelType.encoder_or_decoder,
                               no_wd_decay_cond: Optional[Callable] = None, scale_lr_cond: Optional[Callable] = None,
-                              lr_mult: float = 1.0, checkpointing_context=None):
-    """Model, optimizer and scheduler, with --load applied (args.iteration set)."""
-    from megatron.training.checkpointing import load_checkpoint
+                              lr_mult: float = 1.0, checkpointing_context=None,
+                              train_state: Optional[TrainState] = None):
+    """Model, optimizer and scheduler, with --load applied: ``train_state`` (when given) is set to
+    where the loaded run was."""
+    from megatron.training.checkpointing import load_checkpoint, prepare_save_directory
     args = get_args()
     timers = get_timers()
     model = get_model(model_provider_func, model_type)
+    if args.save:
+        prepare_save_directory(args, model)
     optimizer = get_megatron_optimizer(optimizer_config_from_args(args), model, no_wd_decay_cond,
                                        scale_lr_cond, lr_mult)
     # --skip-train may come without a run length: there is no schedule to follow then.
     has_length = bool(args.train_iters or args.train_samples)
     opt_param_scheduler = scheduler_from_args(optimizer, args) if has_length else None
-    if args.train_samples and not args.train_iters:
-        # Megatron's update_train_iters: the loops count iterations, a --train-samples run too.
-        args.train_iters = train_iters_from_samples(args.train_samples, args.global_batch_size,
-                                                    args.rampup_batch_size)
-    args.iteration, args.num_floating_point_operations_so_far = 0, 0
-    if args.load is not None or getattr(args, "pretrained_checkpoint", None):
+    if args.load is not None or args.pretrained_checkpoint:
         timers("load-checkpoint", log_level=0).start(barrier=True)
-        args.iteration, args.num_floating_point_operations_so_far = load_checkpoint(
-            model, optimizer, opt_param_scheduler)
+        load_checkpoint(model, optimizer, opt_param_scheduler, train_state=train_state)
         timers("load-checkpoint").stop(barrier=True)
         timers.log(["load-checkpoint"])
     return model, optimizer, opt_param_scheduler

@@ -22,7 +22,7 @@ _TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
 def _path(args) -> Optional[str]:
-    return os.path.join(args.save, PROGRESS_FILENAME) if getattr(args, "save", None) else None
+    return os.path.join(args.save, PROGRESS_FILENAME) if args.save else None
 
 
 def append_to_progress_log(args, text: str, barrier: bool = True) -> None:
@@ -63,9 +63,10 @@ def start_of_current_run(path: str, world_size: int) -> Tuple[Optional[datetime]
     return start, start_flops
 
 
-def log_saved_checkpoint(args, iteration: int, flops_so_far: float, job_start_time: float,
-                         job_start_flops: float) -> None:
-    """The 'Saved checkpoint' line with job and cumulative throughput (every rank calls)."""
+def log_saved_checkpoint(args, state, job_start_time: float, job_start_flops: float) -> None:
+    """The 'Saved checkpoint' line with job and cumulative throughput (every rank calls);
+    ``state`` is the run's TrainState."""
+    iteration, flops_so_far = state.iteration, state.floating_point_operations_so_far
     path = _path(args)
     if path is None:
         return
@@ -82,7 +83,7 @@ def log_saved_checkpoint(args, iteration: int, flops_so_far: float, job_start_ti
         if start is not None:
             seconds = max((datetime.now() - start).total_seconds(), 1e-9)
             cumulative = (flops_so_far - start_flops) / (seconds * 1e12 * gpus)
-    tokens = args.consumed_train_samples * args.seq_length
+    tokens = state.consumed_train_samples * args.seq_length
     append_to_progress_log(args, f"Saved checkpoint\tIteration: {iteration}\t"
                                  f"Job throughput: {job_throughput:.1f} TFLOP/s/GPU\t"
                                  f"Cumulative throughput: {cumulative:.1f} TFLOP/s/GPU\t"

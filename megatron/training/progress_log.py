@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 
 from megatron.core import device, parallel_state
-from megatron.core.num_microbatches_calculator import get_num_microbatches
+from megatron.core.num_microbatches_calculator import get_current_global_batch_size
 from megatron.training.global_vars import get_tensorboard_writer, get_timers
 from megatron.training.log_line import iteration_log_line
 from megatron.training.lr_schedule import learning_rates_for_logging
@@ -48,10 +48,6 @@ class TrainingReporter:
         self.memory_reported = False
         self.interval_start = time.time()
 
-    def _current_global_batch_size(self) -> int:
-        """This step's global batch: smaller than --global-batch-size during --rampup-batch-size."""
-        return get_num_microbatches() * self.args.micro_batch_size * self.args.data_parallel_size
-
     def record(self, loss_dict: Dict[str, float], skipped: bool, nan: bool) -> None:
         """Account one iteration in the averages of the current --log-interval."""
         if nan:
@@ -63,7 +59,7 @@ class TrainingReporter:
         for key, value in loss_dict.items():
             self.totals[key] = self.totals.get(key, 0.0) + value
 
-    def write_scalars(self, iteration: int, loss_dict: Dict[str, float], optimizer, loss_scale: float,
+    def write_scalars(self, state, loss_dict: Dict[str, float], optimizer, loss_scale: float,
                       grad_norm: Optional[float], num_zeros: Optional[float], params_norm: Optional[float],
                       timing: Optional[Dict[str, float]] = None) -> None:
         """This iteration's TensorBoard / W&B scalars (the writer applies --tensorboard-log-interval);
@@ -74,20 +70,22 @@ class TrainingReporter:
         lr, decoupled_lr = learning_rates_for_logging(optimizer.param_groups)
         metrics = dict(loss_dict)
         metrics.update({"learning-rate": lr, "decoupled-learning-rate": decoupled_lr,
-                        "batch-size": self._current_global_batch_size(), "loss-scale": loss_scale,
+                        "batch-size": get_current_global_batch_size(), "loss-scale": loss_scale,
                         "grad-norm": grad_norm, "num-zeros": num_zeros, "params-norm": params_norm,
                         "world-size": self.args.world_size})
         metrics.update(timing or {})
-        writer.write_training(iteration, self.args.consumed_train_samples, metrics)
+        writer.write_training(state.iteration, state.consumed_train_samples, metrics)
 
-    def report(self, iteration: int, optimizer, loss_scale: float, grad_norm: Optional[float],
+    def report(self, state, optimizer, loss_scale: float, grad_norm: Optional[float],
                num_zeros: Optional[float], params_norm: Optional[float]) -> Dict[str, float]:
-        """Print the iteration line for the interval just ended; return its timing scalars."""
+        """Print the iteration line for the interval just ended (``state``: the run's TrainState);
+        return its timing scalars."""
         args = self.args
+        iteration = state.iteration
         now = time.time()
         elapsed = (now - self.interval_start) / args.log_interval
         self.interval_start = now
-        batch_size = self._current_global_batch_size()
+        batch_size = get_current_global_batch_size()
         world = args.world_size
         tokens_per_s = batch_size * args.seq_length / elapsed if elapsed > 0 else 0.0
         tokens_per_gpu = tokens_per_s / world
@@ -100,7 +98,7 @@ class TrainingReporter:
         lr, decoupled_lr = learning_rates_for_logging(optimizer.param_groups)
         line = iteration_log_line(
             timestamp=datetime.now(), iteration=iteration, train_iters=args.train_iters,
-            consumed_samples=args.consumed_train_samples, elapsed_time_per_iteration_ms=elapsed * 1000.0,
+            consumed_samples=state.consumed_train_samples, elapsed_time_per_iteration_ms=elapsed * 1000.0,
             learning_rate=lr, decoupled_learning_rate=decoupled_lr, global_batch_size=batch_size, losses=losses,
             loss_scale=loss_scale, grad_norm=grad_norm, skipped_iterations=self.skipped_in_interval,
             nan_iterations=self.nan_in_interval, throughput_tflops_per_gpu=tflops, num_zeros=num_zeros,

@@ -27,9 +27,9 @@ from megatron.core import device
 
 def _moe_layer_counts(args) -> Tuple[int, int, int, int]:
     """(dense layers, MoE layers, experts each token is routed to, last layer is MoE)."""
-    if getattr(args, "num_experts", None) is None:
+    if args.num_experts is None:
         return args.num_layers, 0, 0, 0
-    freq = getattr(args, "moe_layer_freq", 1)
+    freq = args.moe_layer_freq
     if isinstance(freq, int):
         pattern = [1 if i % freq == 0 else 0 for i in range(args.num_layers)]
     elif isinstance(freq, (list, tuple)):
@@ -48,35 +48,32 @@ def num_floating_point_operations(args, batch_size: int) -> float:
     Every GEMM costs 2*m*n*k and runs three times (forward, data grad, weight grad). Attention
     scores and their product with V cost seq_length/2 per query position (causal: half the square).
     """
-    if getattr(args, "multi_latent_attention", False):
+    if args.multi_latent_attention:
         raise ValueError("the FLOPs count has no --multi-latent-attention formula; run without --log-throughput")
-    if getattr(args, "moe_latent_size", None):
-        raise ValueError("the FLOPs count has no --moe-latent-size formula; run without --log-throughput")
     h, s = args.hidden_size, args.seq_length
     heads = args.num_attention_heads
-    kv_channels = getattr(args, "kv_channels", None) or h // heads
-    query_groups = args.num_query_groups if getattr(args, "group_query_attention", False) else heads
-    ffn = getattr(args, "ffn_hidden_size", None) or 4 * h
-    gated = 3 if getattr(args, "swiglu", False) else 2  # GEMMs of width ffn in one MLP
-    vocab = getattr(args, "padded_vocab_size", None)
+    kv_channels = args.kv_channels or h // heads
+    query_groups = args.num_query_groups if args.group_query_attention else heads
+    ffn = args.ffn_hidden_size or 4 * h
+    gated = 3 if args.swiglu else 2  # GEMMs of width ffn in one MLP
+    vocab = args.padded_vocab_size
     if vocab is None:
         raise ValueError("the FLOPs count needs args.padded_vocab_size (set when the tokenizer is built)")
 
     dense_layers, moe_layers, topk, last_is_moe = _moe_layer_counts(args)
-    mtp = getattr(args, "mtp_num_layers", None) or 0
+    mtp = args.mtp_num_layers or 0
     # Megatron counts each multi-token-prediction layer like the last decoder layer.
     dense_layers += (1 - last_is_moe) * mtp
     moe_layers += last_is_moe * mtp
     layers = args.num_layers + mtp
-    moe_ffn = getattr(args, "moe_ffn_hidden_size", None) or ffn
-    shared_ffn = getattr(args, "moe_shared_expert_intermediate_size", None) or 0
+    moe_ffn = args.moe_ffn_hidden_size or ffn
+    shared_ffn = args.moe_shared_expert_intermediate_size or 0
 
     fwd_bwd_fma = 3 * 2
     q_size = kv_channels * heads
     kv_size = kv_channels * query_groups
-    gate_size = q_size if getattr(args, "attention_output_gate", False) else 0
     attention = fwd_bwd_fma * (
-        h * (q_size + 2 * kv_size + gate_size)  # QKV (and gate) projection
+        h * (q_size + 2 * kv_size)  # QKV projection
         + q_size * s / 2 * 2  # QK^T and (QK^T)V over half the causal square
         + q_size * h  # output projection
     )

@@ -7,6 +7,7 @@ shard gets an equal, GPU-friendly slice. The extra rows are never produced by th
 import math
 
 from megatron.core.tokenizers import MegatronTokenizer
+from megatron.training.arguments.derived import set_derived
 from megatron.core.tokenizers import build_tokenizer as build_tokenizer_from_flags
 
 
@@ -56,8 +57,8 @@ def build_tokenizer(args, **kwargs) -> MegatronTokenizer:
         vocab_extra_ids=getattr(args, "vocab_extra_ids", 0) or 0,
         **options,
     )
-    if getattr(args, "padded_vocab_size", None) is None:
-        args.padded_vocab_size = _vocab_size_with_padding(tokenizer.vocab_size, args, verbose)
+    if getattr(args, "padded_vocab_size", None) is None:  # a checkpoint's (--use-checkpoint-args) wins
+        set_derived(args, "padded_vocab_size", _vocab_size_with_padding(tokenizer.vocab_size, args, verbose))
     return tokenizer
 
 

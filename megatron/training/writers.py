@@ -51,16 +51,16 @@ def _open_wandb(args):
             "no W&B logging (pip install wandb to enable it)", flush=True,
         )
         return None
-    if not getattr(args, "wandb_exp_name", ""):
+    if not args.wandb_exp_name:
         raise ValueError("--wandb-project is set: give the run a name with --wandb-exp-name")
-    save_dir = getattr(args, "wandb_save_dir", "") or (
-        os.path.join(args.save, "wandb") if getattr(args, "save", None) else ""
+    save_dir = args.wandb_save_dir or (
+        os.path.join(args.save, "wandb") if args.save else ""
     )
     if not save_dir:
         raise ValueError("--wandb-project is set: give --wandb-save-dir (or --save, whose wandb/ is used)")
     os.makedirs(save_dir, exist_ok=True)
     kwargs = dict(dir=save_dir, name=args.wandb_exp_name, project=args.wandb_project, config=vars(args))
-    if getattr(args, "wandb_entity", ""):
+    if args.wandb_entity:
         kwargs["entity"] = args.wandb_entity
     wandb.init(**kwargs)
     return wandb
@@ -100,21 +100,21 @@ class MetricsWriter:
         if rank != world_size - 1:
             return None
         tensorboard = wandb_run = None
-        if getattr(args, "tensorboard_dir", None):
-            tensorboard = _open_tensorboard(args.tensorboard_dir, getattr(args, "tensorboard_queue_size", 1000))
-        if getattr(args, "wandb_project", ""):
+        if args.tensorboard_dir:
+            tensorboard = _open_tensorboard(args.tensorboard_dir, args.tensorboard_queue_size)
+        if args.wandb_project:
             wandb_run = _open_wandb(args)
         if tensorboard is None and wandb_run is None:
             return None
         return cls(
             tensorboard,
             wandb_run,
-            tensorboard_log_interval=getattr(args, "tensorboard_log_interval", 1),
-            log_loss_scale=getattr(args, "log_loss_scale_to_tensorboard", True),
-            log_world_size=getattr(args, "log_world_size_to_tensorboard", False),
-            log_memory=getattr(args, "log_memory_to_tensorboard", False),
-            log_timers=getattr(args, "log_timers_to_tensorboard", False),
-            log_validation_ppl=getattr(args, "log_validation_ppl_to_tensorboard", False),
+            tensorboard_log_interval=args.tensorboard_log_interval,
+            log_loss_scale=args.log_loss_scale_to_tensorboard,
+            log_world_size=args.log_world_size_to_tensorboard,
+            log_memory=args.log_memory_to_tensorboard,
+            log_timers=args.log_timers_to_tensorboard,
+            log_validation_ppl=args.log_validation_ppl_to_tensorboard,
             world_size=world_size,
         )
 

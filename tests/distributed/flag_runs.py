@@ -73,13 +73,13 @@ def run_flags(argv, finalize_hook=None, keep_batches=0):
     real_step, real_get_batch = training.train_step, pretrain_gpt.get_batch
     real_provider = pretrain_gpt.train_valid_test_datasets_provider
 
-    def step(forward_step_func, data_iterator, model, optimizer, scheduler, config):
+    def step(forward_step_func, data_iterator, model, optimizer, scheduler, config, state=None):
         seen["optimizer"] = type(optimizer.optimizer).__name__
         seen["groups"].append([{"lr": g["lr"], "wd": g["weight_decay"], "decoupled": g.get("is_decoupled_lr", False),
                                 "numel": sum(p.numel() for p in g["params"]), "betas": g.get("betas"),
                                 "eps": g.get("eps"), "momentum": g.get("momentum")}
                                for g in optimizer.param_groups])
-        out = real_step(forward_step_func, data_iterator, model, optimizer, scheduler, config)
+        out = real_step(forward_step_func, data_iterator, model, optimizer, scheduler, config, state)
         seen["steps"] += 1
         seen["step_losses"].append(out[0].get("lm loss"))
         return out

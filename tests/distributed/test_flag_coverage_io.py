@@ -167,7 +167,7 @@ def _started_minutes_ago(minutes, at_iteration):
     def hook(model_chunks, iteration):
         from megatron.training import training
         if iteration == at_iteration:
-            training._START_TIME -= 60 * minutes
+            training.current_job().start_time -= 60 * minutes
     return hook
 
 

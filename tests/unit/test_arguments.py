@@ -16,6 +16,7 @@ from megatron.training.arguments import (ConfigError, add_option_group, add_toke
 from megatron.training.arguments import foreign
 from megatron.training.arguments.flags_doc import render_flags_markdown
 from megatron.training.arguments.option import STORE_FALSE, STORE_TRUE, VALUE
+from megatron.training.lr_schedule import train_iters_from_samples
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -331,7 +332,7 @@ def test_derived_values():
     assert (args.world_size, args.data_parallel_size, args.global_batch_size) == (8, 4, 8)
     assert (args.ffn_hidden_size, args.kv_channels, args.num_query_groups) == (256, 16, 4)
     assert args.params_dtype == torch.float32 and args.rank == 0 and args.local_rank == 0
-    assert (args.consumed_train_samples, args.consumed_valid_samples) == (0, 0)
+    assert not hasattr(args, "consumed_train_samples")  # where the run is lives in TrainState
     assert args.recompute_modules == ["core_attn"] and args.dataloader_type == "single"
     assert args.add_position_embedding and args.encoder_seq_length == 32
     swiglu = run("--swiglu", "--hidden-size", "4096", "--num-attention-heads", "32")
@@ -356,7 +357,8 @@ def test_sample_based_run_with_rampup_and_wsd():
     args = run("--rampup-batch-size", "2", "2", "100", "--global-batch-size", "8",
                "--lr-decay-style", "WSD", "--lr-wsd-decay-samples", "200",
                "--lr-warmup-samples", "50", base=base)
-    assert args.rampup_batch_size == [2, 2, 100] and args.train_iters is None
+    # The loops count iterations: a --train-samples run's are derived here, walking the ramp.
+    assert args.rampup_batch_size == [2, 2, 100] and args.train_iters == train_iters_from_samples(1000, 8, [2, 2, 100])
     assert "--lr-wsd-decay-samples" in refused("--lr-decay-style", "WSD", base=base)
     assert "multiples of --micro-batch-size 2" in refused(
         "--rampup-batch-size", "3", "1", "100", "--global-batch-size", "8", base=base)

@@ -1,6 +1,5 @@
 """LR / weight-decay schedules against hand-computed values, checkpoint rules, flag conversion."""
 import math
-from argparse import Namespace
 
 import pytest
 
@@ -10,6 +9,8 @@ from megatron.training.lr_schedule import (
     scheduler_from_args,
     train_iters_from_samples,
 )
+
+from tests.flag_defaults import default_args
 
 
 class ParamGroups:
@@ -178,7 +179,7 @@ def flags(**kw):
                 weight_decay_incr_style="constant", override_opt_param_scheduler=False,
                 use_checkpoint_opt_param_scheduler=False)
     base.update(kw)
-    return Namespace(**base)
+    return default_args(**base)
 
 
 def test_iteration_flags_become_sample_steps():

@@ -1,6 +1,5 @@
 """FLOPs (Megatron's count and the PaLM convention), parameter counting for MFU, peaks, ETA, memory."""
 import re
-from argparse import Namespace
 
 import pytest
 import torch
@@ -18,13 +17,15 @@ from megatron.training.throughput import (
     sum_count_over_group,
 )
 
+from tests.flag_defaults import default_args
+
 
 def tiny_gpt_args(**kw):
     args = dict(num_layers=2, hidden_size=8, num_attention_heads=2, kv_channels=4, group_query_attention=True,
                 num_query_groups=1, ffn_hidden_size=16, swiglu=True, seq_length=4, padded_vocab_size=32,
                 num_experts=None)
     args.update(kw)
-    return Namespace(**args)
+    return default_args(**args)
 
 
 def forward_gemm_flops_per_token(h, s, q, kv, ffn, mlp_matrices, vocab, layers):

@@ -1,13 +1,14 @@
 """TensorBoard tags written by MetricsWriter, read back from the event file."""
 import math
 import sys
-from argparse import Namespace
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard import SummaryWriter
 
 from megatron.training.writers import MetricsWriter, build_writers
+
+from tests.flag_defaults import default_args
 
 
 def read_scalars(log_dir):
@@ -76,10 +77,10 @@ def test_validation_tags(tmp_path):
 
 
 def test_from_args_picks_the_last_rank(tmp_path):
-    args = Namespace(tensorboard_dir=str(tmp_path), tensorboard_queue_size=5, tensorboard_log_interval=1,
+    args = default_args(tensorboard_dir=str(tmp_path), tensorboard_queue_size=5, tensorboard_log_interval=1,
                      log_loss_scale_to_tensorboard=True, log_validation_ppl_to_tensorboard=False, wandb_project="")
     assert MetricsWriter.from_args(args, rank=0, world_size=2) is None
-    assert MetricsWriter.from_args(Namespace(tensorboard_dir=None, wandb_project=""), 1, 2) is None
+    assert MetricsWriter.from_args(default_args(tensorboard_dir=None, wandb_project=""), 1, 2) is None
     args.rank, args.world_size = 1, 2
     writer = build_writers(args)
     writer.write_validation(1, 8, {"lm loss": 1.0})
@@ -89,7 +90,7 @@ def test_from_args_picks_the_last_rank(tmp_path):
 
 def test_missing_tensorboard_names_the_flag(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import now fails
-    args = Namespace(tensorboard_dir=str(tmp_path), wandb_project="")
+    args = default_args(tensorboard_dir=str(tmp_path), wandb_project="")
     with pytest.raises(RuntimeError, match="--tensorboard-dir"):
         MetricsWriter.from_args(args, 0, 1)
 

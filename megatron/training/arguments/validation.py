@@ -13,6 +13,7 @@ those flags change nothing in this code base, so they keep the value the user ga
 import os
 
 from . import validate_io, validate_model
+from ..lr_schedule import train_iters_from_samples
 from .errors import ConfigError
 from .states import apply_option_states
 
@@ -170,13 +171,29 @@ def _run_length_and_schedule(args):
     if training and iters is None and samples is None:
         raise ConfigError("the run length is missing: give --train-iters N or --train-samples N "
                           "(or --skip-train to only evaluate)")
+    for flag, value in (("--train-iters", iters), ("--train-samples", samples)):
+        if value is not None and value <= 0:
+            raise ConfigError(f"{flag} must be a positive number, got {value} (to only evaluate a "
+                              "checkpoint, give --skip-train instead)")
     if iters is not None or samples is not None:
         _schedule_in_one_unit(args, "iters" if iters is not None else "samples")
+    if samples is not None:
+        # Megatron's update_train_iters: the loops count iterations, a --train-samples run too.
+        args.train_iters = train_iters_from_samples(samples, args.global_batch_size,
+                                                    args.rampup_batch_size)
+        if training and args.train_iters < 1:
+            raise ConfigError(f"--train-samples {samples} is less than one global batch "
+                              f"(--global-batch-size {args.global_batch_size}): no iteration would run")
     fraction = args.lr_warmup_fraction
     if fraction is not None and not 0.0 <= fraction < 1.0:
         raise ConfigError(f"--lr-warmup-fraction must be in [0, 1), got {fraction}")
     if training and args.lr is None:
         raise ConfigError("--lr is required for training (the peak learning rate)")
+    for flag, value in (("--lr", args.lr), ("--min-lr", args.min_lr), ("--decoupled-lr", args.decoupled_lr),
+                        ("--decoupled-min-lr", args.decoupled_min_lr), ("--lr-warmup-init", args.lr_warmup_init),
+                        ("--weight-decay", args.weight_decay)):
+        if value is not None and value < 0:
+            raise ConfigError(f"{flag} must not be negative, got {value}")
     if args.lr is not None and args.min_lr > args.lr:
         raise ConfigError(f"--min-lr {args.min_lr} is above --lr {args.lr}")
     if (args.decoupled_lr is not None and args.decoupled_min_lr is not None
@@ -234,12 +251,10 @@ def _weight_decay_schedule(args):
 
 
 def _bookkeeping(args):
-    """Counters and fixed values Megatron's training loop expects on args."""
+    """Fixed values Megatron's training loop expects on args (see derived.py); where the run is
+    (iteration, consumed samples) lives in TrainState, not here."""
     if args.dataloader_type is None:
         args.dataloader_type = "single"
-    args.consumed_train_samples = 0
-    args.skipped_train_samples = 0
-    args.consumed_valid_samples = 0
     args.variable_seq_lengths = False
     # Megatron's update_use_dist_ckpt: anything but the plain torch format is "distributed".
     args.use_dist_ckpt = args.ckpt_format != "torch"
