@@ -17,6 +17,8 @@ import statistics
 import sys
 import time
 
+from megatron.core.errors import ConfigError
+
 # name -> (aliases, flags). Llama-style: RMSNorm, SwiGLU, RoPE, no biases, untied embeddings;
 # NullTokenizer with --vocab-size 31999 gives exactly 32000 ids (it adds its end-of-document id).
 SHAPES = {
@@ -45,7 +47,7 @@ def shape_names(arg: str):
                 names.append(name)
                 break
         else:
-            raise SystemExit(f"--shape: unknown shape {item!r}; known: S1, S2, {', '.join(SHAPES)}, all")
+            raise ConfigError(f"--shape: unknown shape {item!r}; known: S1, S2, {', '.join(SHAPES)}, all")
     return names
 
 
@@ -124,12 +126,12 @@ def variant_name(args) -> str:
     return "+".join(parts)
 
 
-def main():
+def _main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", default="S2", help="S1, S2, gpt-350m, llama-1.3b, a comma list, or all")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
-    opts, overrides = parser.parse_known_args()
+    opts, overrides = parser.parse_known_args(argv)
     import torch.distributed as dist
     rank = int(os.environ.get("RANK", "0"))
     for name in shape_names(opts.shape):
@@ -140,5 +142,10 @@ def main():
         dist.destroy_process_group()
 
 
+def main(argv=None) -> int:
+    from megatron.cli.guard import run_main
+    return run_main(_main, "benchmark.py", argv)
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -31,6 +31,8 @@ import sysconfig
 import tokenize
 from typing import Dict, Iterator, List, Optional, Sequence
 
+from megatron.core.errors import ConfigError
+
 KINDS = ("source", "docs", "text")
 DEFAULT_KINDS = ("source", "docs")
 TEST_DIRS = {"test", "tests", "idle_test"}
@@ -135,7 +137,7 @@ def iter_documents(
     """The corpus documents, one pass over the library, in a fixed order."""
     unknown = [k for k in kinds if k not in KINDS]
     if unknown or not kinds:
-        raise ValueError(f"--kinds: expected a comma-separated subset of {','.join(KINDS)}, "
+        raise ConfigError(f"--kinds: expected a comma-separated subset of {','.join(KINDS)}, "
                          f"got {','.join(kinds) or 'nothing'}")
     root = root or stdlib_dir()
     tag = f"python{sys.version_info.major}.{sys.version_info.minor}"
@@ -175,10 +177,10 @@ def build_corpus(
     The file appears only when complete: it is written under a temporary name first.
     """
     if repeat < 1:
-        raise ValueError(f"--repeat: expected at least 1 pass, got {repeat}")
+        raise ConfigError(f"--repeat: expected at least 1 pass, got {repeat}")
     limit = None if max_mb is None else int(max_mb * BYTES_PER_MB)
     if limit is not None and limit <= 0:
-        raise ValueError(f"--max-mb: expected a positive size, got {max_mb}")
+        raise ConfigError(f"--max-mb: expected a positive size, got {max_mb}")
     folder = os.path.dirname(os.path.abspath(output_path))
     os.makedirs(folder, exist_ok=True)
     tmp_path = f"{output_path}.tmp.{os.getpid()}"

@@ -24,6 +24,8 @@ import sys
 import time
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence
 
+from megatron.core.errors import ConfigError, DataError, MissingFileError
+
 EOD_TOKEN = "<|endoftext|>"
 BYTES_PER_MB = 1_000_000
 
@@ -34,7 +36,7 @@ def expand_inputs(inputs: Sequence[str]) -> List[str]:
     for pattern in inputs:
         matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
         if not matches or not all(os.path.isfile(m) for m in matches):
-            raise FileNotFoundError(f"--input {pattern}: expected a jsonl file (or a glob "
+            raise MissingFileError(f"--input {pattern}: expected a jsonl file (or a glob "
                                     "matching some); found none")
         files.extend(matches)
     return files
@@ -62,10 +64,10 @@ def iter_texts(
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as err:
-                    raise ValueError(f"--input {path}, line {line_number}: not JSON ({err})")
+                    raise DataError(f"--input {path}, line {line_number}: not JSON ({err})")
                 for key in json_keys:
                     if key not in record:
-                        raise ValueError(f"--json-keys: line {line_number} of {path} has no "
+                        raise DataError(f"--json-keys: line {line_number} of {path} has no "
                                          f"{key!r} (keys: {sorted(record)})")
                     yield record[key]
                 documents += 1
@@ -98,7 +100,7 @@ def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> 
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     if vocab_size < 257:
-        raise ValueError(f"--vocab-size: byte-level BPE needs at least 257 (256 bytes + "
+        raise ConfigError(f"--vocab-size: byte-level BPE needs at least 257 (256 bytes + "
                          f"{EOD_TOKEN}), got {vocab_size}")
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
@@ -172,7 +174,7 @@ def train_sentencepiece(
             minloglevel=2,
         )
     except RuntimeError as err:
-        raise ValueError(f"sentencepiece training failed: {err}. With a small sample, lower "
+        raise DataError(f"sentencepiece training failed: {err}. With a small sample, lower "
                          "--vocab-size or give more text") from err
     return {"tokenizer.model": model.getvalue()}
 
@@ -195,7 +197,7 @@ def train_tokenizer(
     elif tokenizer_kind == "sentencepiece":
         contents = train_sentencepiece(texts, vocab_size, model_type, threads)
     else:
-        raise ValueError(f"--type: expected bpe or sentencepiece, got {tokenizer_kind!r}")
+        raise ConfigError(f"--type: expected bpe or sentencepiece, got {tokenizer_kind!r}")
     return _write_files(output_dir, contents)
 
 

@@ -30,6 +30,7 @@ from megatron.training.checkpoint_files import (
     temp_path,
     write_args_json,
 )
+from megatron.training.collective_errors import fail_together
 from megatron.training.global_vars import get_args
 from megatron.training.train_state import TrainState
 from megatron.training.utils import print_rank_0, unwrap_model
@@ -70,7 +71,9 @@ def read_metadata(tracker_filename: str) -> Tuple[int, bool]:
         try:
             iteration, release = int(text), False
         except ValueError:
-            raise ValueError(f"{tracker_filename}: expected an iteration number or 'release', got {text!r}") from None
+            raise CheckpointError(f"{tracker_filename}: expected an iteration number or 'release', got {text!r}; "
+                                  "the tracker file is damaged: write the iteration to load into it, or give "
+                                  "--ckpt-step N") from None
     if dist.is_initialized():
         t = torch.tensor([iteration], dtype=torch.long, device=device.current_device())
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
@@ -179,12 +182,24 @@ def _apply_retention(save_dir: str, latest: int, retain_interval: Optional[int])
 
 def _check_compatible(saved_args: dict, args, path: str) -> None:
     for key in _LAYOUT_ARGS + _ARCHITECTURE_ARGS:
-        saved, current = saved_args.get(key), _plain(getattr(args, key, None))
+        saved, current = saved_args.get(key), _plain(getattr(args, key))
         if key in saved_args and saved != current:
             what = "parallel layout" if key in _LAYOUT_ARGS else "model"
-            raise ValueError(
+            raise CheckpointError(
                 f"checkpoint {path} was saved with --{key.replace('_', '-')} {saved}, this run has {current}: "
                 f"the {what} must match to load it (resharding to another layout is not supported yet)")
+
+
+def _read_checkpoint_file(path: str, tracker: str, iteration: int) -> dict:
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint file {path} is missing (tracker {tracker} names iteration {iteration}): "
+                              "was it saved with another tensor/pipeline-parallel layout, or is the save "
+                              "incomplete? Give --ckpt-step N for an earlier checkpoint")
+    try:
+        return torch.load(path, map_location=device.current_device(), weights_only=True)
+    except (RuntimeError, OSError, EOFError, ValueError) as error:
+        raise CheckpointError(f"checkpoint file {path} cannot be read ({str(error).splitlines()[0]}): it is damaged "
+                              "or truncated; load an earlier checkpoint with --ckpt-step N") from None
 
 
 def load_checkpoint(model, optimizer, opt_param_scheduler, load_arg: str = "load", strict: bool = True,
@@ -205,8 +220,9 @@ def load_checkpoint(model, optimizer, opt_param_scheduler, load_arg: str = "load
             load_dir, finetune, tracker = pretrained, True, get_checkpoint_tracker_filename(pretrained)
         else:
             if args.exit_on_missing_checkpoint:
-                raise FileNotFoundError(f"--load {load_dir}: no {TRACKER_FILENAME} there and "
-                                        "--exit-on-missing-checkpoint is set")
+                raise CheckpointError(f"--load {load_dir}: no checkpoint there ({TRACKER_FILENAME} is missing) "
+                                      "and --exit-on-missing-checkpoint is set; give the --save directory of "
+                                      "the run to resume")
             print_rank_0(f"WARNING: could not find a checkpoint in {load_dir} ({TRACKER_FILENAME} missing): "
                          "training starts from the initialised model")
             return 0, 0
@@ -214,12 +230,10 @@ def load_checkpoint(model, optimizer, opt_param_scheduler, load_arg: str = "load
     if args.ckpt_step is not None:
         iteration, release = args.ckpt_step, False
     path = get_checkpoint_name(load_dir, iteration, release)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint file {path} is missing (tracker {tracker} names iteration "
-                                f"{iteration}): was it saved with another tensor/pipeline-parallel layout?")
     print_rank_0(f"loading checkpoint from {load_dir} at iteration {iteration}")
-    state = torch.load(path, map_location=device.current_device(), weights_only=True)
-    _check_compatible(state.get("args", {}), args, path)
+    # Each rank reads its own file: a missing or damaged one stops every rank with its name.
+    state = fail_together(lambda: _read_checkpoint_file(path, tracker, iteration))
+    fail_together(lambda: _check_compatible(state.get("args", {}), args, path))
     model = model[0] if isinstance(model, list) else model
     unwrap_model(model).load_state_dict(state["model"], strict=strict)
 

@@ -10,6 +10,7 @@ import torch
 import torch.distributed as dist
 
 from megatron.core import device, parallel_state
+from megatron.core.errors import ConfigError
 from megatron.core.num_microbatches_calculator import init_num_microbatches_calculator
 from megatron.core.tensor_parallel.random import model_parallel_cuda_manual_seed, set_param_init_seed
 from megatron.core.timers import Timers
@@ -107,7 +108,7 @@ def _set_logging_level(args) -> None:
         try:
             level = int(os.environ["MEGATRON_LOGGING_LEVEL"])
         except ValueError:
-            raise ValueError(f"MEGATRON_LOGGING_LEVEL={os.environ['MEGATRON_LOGGING_LEVEL']!r}: expected a "
+            raise ConfigError(f"MEGATRON_LOGGING_LEVEL={os.environ['MEGATRON_LOGGING_LEVEL']!r}: expected a "
                              "number such as 20 (INFO) or 10 (DEBUG)") from None
     if level is not None:
         logging.getLogger().setLevel(level)

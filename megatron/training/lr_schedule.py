@@ -12,6 +12,7 @@ The decay length defaults to the run length; weight decay grows over the whole r
 """
 from typing import List, Optional, Tuple
 
+from megatron.core.errors import ConfigError
 from megatron.core.num_microbatches_calculator import build_num_microbatches_calculator
 from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 
@@ -25,14 +26,14 @@ def _weight_decay_range(args) -> Tuple[float, float]:
         if start is None and end is None:
             return args.weight_decay, args.weight_decay
         if start is None or end is None or start != end:
-            raise ValueError(
+            raise ConfigError(
                 "--weight-decay-incr-style constant uses --weight-decay throughout: leave out "
                 f"--start-weight-decay ({start}) and --end-weight-decay ({end}), or pick the linear or "
                 "cosine style"
             )
         return start, end
     if start is None or end is None:
-        raise ValueError(
+        raise ConfigError(
             f"--weight-decay-incr-style {style} needs both --start-weight-decay and --end-weight-decay"
         )
     return start, end
@@ -46,14 +47,14 @@ def _iteration_based_lengths(args) -> Tuple[float, float, float, Optional[float]
         ("--rampup-batch-size", args.rampup_batch_size, None),
     ):
         if value != unset and value is not None:
-            raise ValueError(f"{flag} is for sample-based runs (--train-samples); this run uses --train-iters")
+            raise ConfigError(f"{flag} is for sample-based runs (--train-samples); this run uses --train-iters")
     gbs = args.global_batch_size
     decay_iters = args.lr_decay_iters
     decay = (args.train_iters if decay_iters is None else decay_iters) * gbs
     warmup_iters = args.lr_warmup_iters or 0
     fraction = args.lr_warmup_fraction
     if fraction is not None and warmup_iters:
-        raise ValueError("give one of --lr-warmup-fraction and --lr-warmup-iters, not both")
+        raise ConfigError("give one of --lr-warmup-fraction and --lr-warmup-iters, not both")
     warmup = fraction * decay if fraction is not None else warmup_iters * gbs
     wsd_iters = args.lr_wsd_decay_iters
     wsd = wsd_iters * gbs if wsd_iters is not None else None
@@ -67,13 +68,13 @@ def _sample_based_lengths(args) -> Tuple[float, float, float, Optional[float]]:
         ("--lr-wsd-decay-iters", args.lr_wsd_decay_iters, None),
     ):
         if value != unset and value is not None:
-            raise ValueError(f"{flag} is for iteration-based runs (--train-iters); this run uses --train-samples")
+            raise ConfigError(f"{flag} is for iteration-based runs (--train-iters); this run uses --train-samples")
     decay = args.lr_decay_samples
     decay = args.train_samples if decay is None else decay
     warmup_samples = args.lr_warmup_samples or 0
     fraction = args.lr_warmup_fraction
     if fraction is not None and warmup_samples:
-        raise ValueError("give one of --lr-warmup-fraction and --lr-warmup-samples, not both")
+        raise ConfigError("give one of --lr-warmup-fraction and --lr-warmup-samples, not both")
     warmup = fraction * decay if fraction is not None else warmup_samples
     return warmup, decay, args.train_samples, args.lr_wsd_decay_samples
 
@@ -91,10 +92,10 @@ def scheduler_from_args(optimizer, args) -> OptimizerParamScheduler:
     elif args.train_iters:
         warmup, decay, wd_incr, wsd = _iteration_based_lengths(args)
     else:
-        raise ValueError("give the run length: --train-iters or --train-samples (a positive number)")
+        raise ConfigError("give the run length: --train-iters or --train-samples (a positive number)")
     start_wd, end_wd = _weight_decay_range(args)
     if args.lr is None:
-        raise ValueError("--lr is required to build the learning-rate schedule")
+        raise ConfigError("--lr is required to build the learning-rate schedule")
     return OptimizerParamScheduler(
         optimizer,
         init_lr=args.lr_warmup_init,

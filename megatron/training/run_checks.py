@@ -5,6 +5,7 @@ import torch
 import torch.distributed as dist
 
 from megatron.core import device, parallel_state
+from megatron.core.errors import TrainingStopped
 
 
 def _local_grads_finite(model) -> bool:
@@ -60,5 +61,5 @@ def check_weight_hash_across_dp_replicas(model, iteration: int) -> None:
     gathered = [torch.zeros_like(acc) for _ in range(size)]
     dist.all_gather(gathered, acc, group=parallel_state.get_data_parallel_group())
     if any(not torch.equal(g, gathered[0]) for g in gathered):
-        raise RuntimeError(f"iteration {iteration}: weights differ across data-parallel replicas "
+        raise TrainingStopped(f"iteration {iteration}: weights differ across data-parallel replicas "
                            f"(checksums {[g.tolist() for g in gathered]}): silent data corruption or a bug")

@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 
 from megatron.core import device
+from megatron.core.errors import ConfigError
 
 # ---------------------------------------------------------------------------------------------
 # Megatron's FLOP count (dense GPT, GQA, SwiGLU, MoE top-k, MTP), forward + backward.
@@ -35,9 +36,9 @@ def _moe_layer_counts(args) -> Tuple[int, int, int, int]:
     elif isinstance(freq, (list, tuple)):
         pattern = list(freq)
     else:
-        raise ValueError(f"--moe-layer-freq must be an int or a list of 0/1, got {freq!r}")
+        raise ConfigError(f"--moe-layer-freq must be an int or a list of 0/1, got {freq!r}")
     if len(pattern) != args.num_layers:
-        raise ValueError(f"--moe-layer-freq lists {len(pattern)} layers but --num-layers is {args.num_layers}")
+        raise ConfigError(f"--moe-layer-freq lists {len(pattern)} layers but --num-layers is {args.num_layers}")
     moe = sum(pattern)
     return args.num_layers - moe, moe, args.moe_router_topk, pattern[-1]
 
@@ -49,7 +50,7 @@ def num_floating_point_operations(args, batch_size: int) -> float:
     scores and their product with V cost seq_length/2 per query position (causal: half the square).
     """
     if args.multi_latent_attention:
-        raise ValueError("the FLOPs count has no --multi-latent-attention formula; run without --log-throughput")
+        raise ConfigError("the FLOPs count has no --multi-latent-attention formula; run without --log-throughput")
     h, s = args.hidden_size, args.seq_length
     heads = args.num_attention_heads
     kv_channels = args.kv_channels or h // heads

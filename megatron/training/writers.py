@@ -19,6 +19,7 @@ Training metrics are a mapping from tag to value:
 import os
 from typing import Mapping, Optional
 
+from megatron.core.errors import ConfigError
 from megatron.training.log_line import validation_ppl
 from megatron.training.throughput import device_memory_bytes
 
@@ -35,7 +36,7 @@ def _open_tensorboard(log_dir: str, queue_size: int):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError as error:
-        raise RuntimeError(
+        raise ConfigError(
             f"--tensorboard-dir {log_dir} asks for TensorBoard logs but the tensorboard package cannot "
             f"be imported ({error}): pip install tensorboard, or leave out --tensorboard-dir"
         ) from error
@@ -52,12 +53,12 @@ def _open_wandb(args):
         )
         return None
     if not args.wandb_exp_name:
-        raise ValueError("--wandb-project is set: give the run a name with --wandb-exp-name")
+        raise ConfigError("--wandb-project is set: give the run a name with --wandb-exp-name")
     save_dir = args.wandb_save_dir or (
         os.path.join(args.save, "wandb") if args.save else ""
     )
     if not save_dir:
-        raise ValueError("--wandb-project is set: give --wandb-save-dir (or --save, whose wandb/ is used)")
+        raise ConfigError("--wandb-project is set: give --wandb-save-dir (or --save, whose wandb/ is used)")
     os.makedirs(save_dir, exist_ok=True)
     kwargs = dict(dir=save_dir, name=args.wandb_exp_name, project=args.wandb_project, config=vars(args))
     if args.wandb_entity:

@@ -6,6 +6,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard import SummaryWriter
 
+from megatron.core.errors import ConfigError
 from megatron.training.writers import MetricsWriter, build_writers
 
 from tests.flag_defaults import default_args
@@ -91,7 +92,7 @@ def test_from_args_picks_the_last_rank(tmp_path):
 def test_missing_tensorboard_names_the_flag(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import now fails
     args = default_args(tensorboard_dir=str(tmp_path), wandb_project="")
-    with pytest.raises(RuntimeError, match="--tensorboard-dir"):
+    with pytest.raises(ConfigError, match="--tensorboard-dir"):
         MetricsWriter.from_args(args, 0, 1)
 
 
