@@ -39,3 +39,17 @@ def test_wheel_install_gives_working_console_scripts(tmp_path):
     for script in ("megatron-quickstart", "megatron-preprocess-data", "megatron-merge-datasets", "megatron-corpus",
                    "megatron-train-tokenizer", "megatron-benchmark"):
         assert "usage" in _check([str(bin_dir / script), "--help"], cwd=away, env=env).lower(), script
+
+
+def test_import_is_refused_beside_megatron_core(tmp_path):
+    """NVIDIA's megatron-core wheel writes into the same megatron/ folder: refuse, with a message."""
+    import shutil
+    site_dir = tmp_path / "site"
+    shutil.copytree(os.path.join(ROOT, "megatron"), site_dir / "megatron",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = dict(os.environ, PYTHONPATH=str(site_dir))
+    probe = [sys.executable, "-c", "import megatron, os; print(os.path.dirname(megatron.__file__))"]
+    assert str(site_dir) in _check(probe, cwd=tmp_path, env=env)  # our copy, not the checkout
+    (site_dir / "megatron_core-0.16.1.dist-info").mkdir()
+    proc = subprocess.run(probe, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode != 0 and "megatron-core are installed in one environment" in proc.stderr

@@ -229,3 +229,23 @@ def test_learning_rates_for_logging():
     groups = [{"lr": 1.0}, {"lr": 2.0, "is_decoupled_lr": True}]
     assert learning_rates_for_logging(groups) == (1.0, 2.0)
     assert learning_rates_for_logging(groups[:1]) == (1.0, None)
+
+
+def test_resuming_with_a_longer_run_follows_the_flag_that_says_which_schedule_wins():
+    """docs/training.md, 'Resuming, and changing the run length': a cosine run of 110 steps resumed
+    at step 60 with a decay of 210 steps."""
+    import math
+    saved = scheduler("cosine")
+    lr_at(saved, 60)
+    state = saved.state_dict()
+    with pytest.raises(ValueError, match="--override-opt_param-scheduler"):
+        scheduler("cosine", lr_decay_steps=210, wd_incr_steps=210).load_state_dict(state)
+    longer = scheduler("cosine", lr_decay_steps=210, wd_incr_steps=210, override_opt_param_scheduler=True)
+    longer.load_state_dict(state)
+    # The flags win: the new cosine at step 60 (a quarter into its 200 decay steps), above the old 0.55.
+    expected = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 50 / 200))
+    assert longer.optimizer.param_groups[0]["lr"] == pytest.approx(expected, abs=1e-12) and expected > 0.8
+    kept = scheduler("cosine", lr_decay_steps=210, wd_incr_steps=210, use_checkpoint_opt_param_scheduler=True)
+    kept.load_state_dict(state)
+    assert kept.optimizer.param_groups[0]["lr"] == pytest.approx(0.55, abs=1e-12)  # the old schedule goes on
+    assert lr_at(kept, 150) == pytest.approx(0.1, abs=1e-12)  # past the old decay: --min-lr
