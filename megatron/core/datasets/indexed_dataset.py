@@ -7,20 +7,20 @@ Megatron-LM and the other way round, byte for byte.
 Only numpy is imported here (no torch), so that tools and data start-up stay quick.
 """
 
-import array
 import os
-import shutil
 import struct
 from enum import Enum
-from typing import Optional, Sequence, Tuple, Type
+from typing import Optional, Tuple, Type
 
 import numpy
+
+from megatron.core.datasets import index_validation
+from megatron.core.errors import DataError, MissingFileError
 
 _INDEX_MAGIC = b"MMIDIDX\x00\x00"
 _INDEX_VERSION = 1
 # magic, version, dtype code, number of sequences, length of the document-index array
 _INDEX_HEADER = struct.Struct("<9sQBQQ")
-_COPY_CHUNK_BYTES = 16 * 1024 * 1024
 
 
 class DType(Enum):
@@ -52,7 +52,7 @@ class DType(Enum):
         try:
             return getattr(numpy, cls(value).name)
         except ValueError:
-            raise ValueError(
+            raise DataError(
                 f"unknown dtype code {value} in an .idx header; known codes are "
                 f"{', '.join(f'{m.value}={m.name}' for m in cls)}"
             ) from None
@@ -83,11 +83,6 @@ def get_bin_path(path_prefix: str) -> str:
     return path_prefix + ".bin"
 
 
-def _temporary_path(final_path: str) -> str:
-    # One name per process, so that two runs writing the same output cannot mix their bytes.
-    return f"{final_path}.tmp-{os.getpid()}"
-
-
 class _IndexReader:
     """The arrays of an `.idx` file, memory-mapped (nothing is read until it is used).
 
@@ -95,13 +90,13 @@ class _IndexReader:
     by name, instead of as a wrong sample later.
     """
 
-    def __init__(self, idx_path: str, multimodal: bool) -> None:
+    def __init__(self, idx_path: str, multimodal: bool, validate: bool = True) -> None:
         self.idx_path = idx_path
         file_size = os.path.getsize(idx_path)
         with open(idx_path, "rb") as stream:
             head = stream.read(_INDEX_HEADER.size)
         if len(head) < _INDEX_HEADER.size:
-            raise ValueError(
+            raise DataError(
                 f"{idx_path} is {file_size} bytes, shorter than the {_INDEX_HEADER.size}-byte header "
                 "of an indexed dataset index: the file is truncated; write it again"
             )
@@ -112,12 +107,12 @@ class _IndexReader:
                 if magic.startswith(b"TNTIDX")
                 else ""
             )
-            raise ValueError(
+            raise DataError(
                 f"{idx_path} does not start with the indexed dataset magic {_INDEX_MAGIC!r} "
                 f"(found {magic!r}){hint}: it is not a Megatron .idx file"
             )
         if version != _INDEX_VERSION:
-            raise ValueError(f"{idx_path} has index version {version}; only version 1 can be read")
+            raise DataError(f"{idx_path} has index version {version}; only version 1 can be read")
         self.dtype = DType.dtype_from_code(code)
         self.dtype_size = DType.size(self.dtype)
         self.sequence_count = sequence_count
@@ -129,13 +124,13 @@ class _IndexReader:
         modes_at = documents_at + 8 * document_count
         needed = modes_at + (sequence_count if multimodal else 0)
         if file_size < needed:
-            raise ValueError(
+            raise DataError(
                 f"{idx_path} is truncated: its header announces {sequence_count} sequences and "
                 f"{document_count} document-index entries{' with modes' if multimodal else ''}, "
                 f"which need {needed} bytes, but the file has {file_size}; write it again"
             )
         if document_count < 1:
-            raise ValueError(f"{idx_path} has an empty document index (at least [0] is required)")
+            raise DataError(f"{idx_path} has an empty document index (at least [0] is required)")
 
         self._mmap = numpy.memmap(idx_path, mode="r", dtype=numpy.uint8)
         buffer = memoryview(self._mmap)
@@ -153,12 +148,11 @@ class _IndexReader:
             self.sequence_modes = numpy.frombuffer(
                 buffer, dtype=numpy.int8, count=sequence_count, offset=modes_at
             )
-        if self.document_indices[0] != 0 or self.document_indices[-1] != sequence_count:
-            raise ValueError(
-                f"{idx_path} is inconsistent: its document index runs from "
-                f"{self.document_indices[0]} to {self.document_indices[-1]}, expected 0 to the "
-                f"{sequence_count} sequences; the file is damaged, write it again"
+        if validate:
+            index_validation.check_lengths_and_pointers(
+                idx_path, self.sequence_lengths, self.sequence_pointers, self.dtype_size
             )
+            index_validation.check_document_indices(idx_path, self.document_indices, sequence_count)
 
     def bin_size(self) -> int:
         """The size in bytes that the matching `.bin` file must have."""
@@ -209,7 +203,7 @@ class _FileBinReader:
         while done < view.nbytes:
             got = os.preadv(self._fd, [view[done:]], offset + done)
             if got == 0:
-                raise RuntimeError(
+                raise DataError(
                     f"{self._bin_path} ended at byte {offset + done} while reading {count} "
                     f"tokens at byte {offset}: the file is shorter than its index says"
                 )
@@ -219,6 +213,15 @@ class _FileBinReader:
     def __del__(self) -> None:
         if self._fd is not None and self._pid == os.getpid():
             os.close(self._fd)
+
+
+_VALIDATED = set()
+
+
+def _file_identity(idx_path: str, bin_path: str) -> Tuple[str, int, int, int, int]:
+    """(path, .idx size, .idx mtime, .bin size, .bin mtime): what a repeated check would see."""
+    idx, bin_ = os.stat(idx_path), os.stat(bin_path)
+    return os.path.abspath(idx_path), idx.st_size, idx.st_mtime_ns, bin_.st_size, bin_.st_mtime_ns
 
 
 class IndexedDataset:
@@ -247,25 +250,26 @@ class IndexedDataset:
             )
         self.initialize(path_prefix, multimodal, mmap)
 
-    def initialize(self, path_prefix: str, multimodal: bool, mmap: bool) -> None:
+    def initialize(self, path_prefix: str, multimodal: bool, mmap: bool, validate: bool = True) -> None:
         idx_path, bin_path = get_idx_path(path_prefix), get_bin_path(path_prefix)
         missing = [p for p in (idx_path, bin_path) if not os.path.isfile(p)]
         if missing:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"indexed dataset {path_prefix!r} needs both {idx_path} and {bin_path}; missing: "
                 f"{', '.join(missing)}. Pass the prefix without .bin/.idx (e.g. my-gpt2_text_document)"
             )
         self.path_prefix = path_prefix
         self.multimodal = multimodal
         self.mmap = mmap
-        self.index = _IndexReader(idx_path, multimodal)
-        expected, actual = self.index.bin_size(), os.path.getsize(bin_path)
-        if actual != expected:
-            raise ValueError(
-                f"{bin_path} is {actual} bytes but {idx_path} describes {expected} bytes "
-                f"({len(self.index)} sequences of {self.index.dtype.__name__}): the two files do not "
-                "belong together or one is truncated; write the dataset again"
-            )
+        # Each pair of files is checked once per process (every split opens it again).
+        key = _file_identity(idx_path, bin_path)
+        validate = validate and key not in _VALIDATED
+        self.index = _IndexReader(idx_path, multimodal, validate=validate)
+        index_validation.check_bin_size(
+            bin_path, idx_path, self.index.bin_size(),
+            f"{len(self.index)} sequences of {self.index.dtype.__name__}", actual=key[3],
+        )
+        _VALIDATED.add(key)
         self.bin_reader = _MMapBinReader(bin_path) if mmap else _FileBinReader(bin_path)
 
     def __getstate__(self) -> Tuple[str, bool, bool]:
@@ -273,7 +277,8 @@ class IndexedDataset:
         return self.path_prefix, self.multimodal, self.mmap
 
     def __setstate__(self, state: Tuple[str, bool, bool]) -> None:
-        self.initialize(*state)
+        # Checked when the parent opened it: a worker only reopens the maps.
+        self.initialize(*state, validate=False)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -347,152 +352,10 @@ class IndexedDataset:
         return os.path.exists(get_idx_path(path_prefix)) and os.path.exists(get_bin_path(path_prefix))
 
 
-def _as_token_array(tokens, dtype) -> numpy.ndarray:
-    """Token ids as a flat numpy array of `dtype`, refusing ids that the dtype cannot hold
-    (a silent wrap-around would corrupt the data without any sign)."""
-    if hasattr(tokens, "numpy") and not isinstance(tokens, numpy.ndarray):
-        tokens = tokens.detach().cpu().numpy() if hasattr(tokens, "detach") else tokens.numpy()
-    source = numpy.asarray(tokens)
-    if source.size == 0:
-        return numpy.empty(0, dtype=dtype)
-    if source.dtype != dtype and source.dtype.kind in "iub" and numpy.dtype(dtype).kind in "iu":
-        limits = numpy.iinfo(dtype)
-        low, high = source.min(), source.max()
-        if low < limits.min or high > limits.max:
-            raise ValueError(
-                f"token ids from {low} to {high} do not fit the dataset dtype "
-                f"{numpy.dtype(dtype).name} ({limits.min}..{limits.max}); build the dataset with "
-                "a wider dtype (DType.optimal_dtype(vocab_size) for the right vocabulary size)"
-            )
-    return numpy.ascontiguousarray(source, dtype=dtype).reshape(-1)
+def __getattr__(name: str):
+    # The writer lives in its own module; importable from here as in Megatron Core.
+    if name in ("IndexedDatasetBuilder", "_as_token_array"):
+        from megatron.core.datasets import indexed_dataset_builder
 
-
-class IndexedDatasetBuilder:
-    """Writes an indexed dataset as it goes.
-
-    Tokens are appended to a temporary `.bin` as they arrive; only the lengths (4 bytes per
-    sequence) and document boundaries stay in memory. `finalize(idx_path)` writes the `.idx`
-    and renames both files, so a run that dies never leaves a dataset that looks complete.
-    """
-
-    def __init__(self, bin_path: str, dtype=numpy.int32, multimodal: bool = False) -> None:
-        self.bin_path = bin_path
-        self.dtype = numpy.dtype(dtype).type
-        DType.code_from_dtype(self.dtype)  # refuse unsupported dtypes before writing anything
-        self.multimodal = multimodal
-        self._tmp_bin_path = _temporary_path(bin_path)
-        self._bin = open(self._tmp_bin_path, "wb")
-        self.sequence_lengths = array.array("i")
-        self.document_indices = array.array("q", [0])
-        self.sequence_modes = array.array("b") if multimodal else None
-
-    def add_item(self, tensor, mode: int = 0) -> None:
-        """Append one sequence (ends no document; see end_document)."""
-        tokens = _as_token_array(tensor, self.dtype)
-        self._bin.write(tokens.data)
-        self.sequence_lengths.append(tokens.size)
-        if self.multimodal:
-            self.sequence_modes.append(mode)
-
-    def end_document(self) -> None:
-        """Close the current document after the sequences added with add_item."""
-        self.document_indices.append(len(self.sequence_lengths))
-
-    def add_document(self, tensor, lengths: Sequence[int], modes: Optional[Sequence[int]] = None):
-        """Append one document: its tokens back to back, cut into sequences of `lengths`.
-        An empty `lengths` gives an empty document (a boundary with no sequence)."""
-        tokens = _as_token_array(tensor, self.dtype)
-        lengths = numpy.asarray(lengths, dtype=numpy.int64).reshape(-1)
-        if int(lengths.sum()) != tokens.size:
-            raise ValueError(
-                f"add_document: the sequence lengths add up to {int(lengths.sum())} tokens but the "
-                f"document has {tokens.size}"
-            )
-        self._bin.write(tokens.data)
-        self.sequence_lengths.frombytes(lengths.astype(numpy.int32).tobytes())
-        self.document_indices.append(len(self.sequence_lengths))
-        if self.multimodal:
-            self.sequence_modes.extend(modes if modes is not None else [0] * len(lengths))
-
-    def add_document_batch(
-        self, tokens: numpy.ndarray, sequence_lengths: numpy.ndarray, sequences_per_document
-    ) -> None:
-        """Append many documents at once (the fast path of tools/preprocess_data.py).
-
-        `tokens` holds all their tokens back to back, `sequence_lengths` the length of every
-        sequence, `sequences_per_document` how many sequences each document has (0: empty).
-        """
-        tokens = _as_token_array(tokens, self.dtype)
-        sequence_lengths = numpy.asarray(sequence_lengths, dtype=numpy.int32).reshape(-1)
-        counts = numpy.asarray(sequences_per_document, dtype=numpy.int64).reshape(-1)
-        if int(sequence_lengths.sum(dtype=numpy.int64)) != tokens.size:
-            raise ValueError("add_document_batch: sequence lengths do not add up to the tokens given")
-        if int(counts.sum()) != sequence_lengths.size:
-            raise ValueError("add_document_batch: documents do not add up to the sequences given")
-        if self.multimodal:
-            raise ValueError("add_document_batch writes no modes; use add_document for multimodal data")
-        self._bin.write(tokens.data)
-        ends = len(self.sequence_lengths) + numpy.cumsum(counts)
-        self.sequence_lengths.frombytes(sequence_lengths.tobytes())
-        self.document_indices.frombytes(ends.astype(numpy.int64).tobytes())
-
-    def add_index(self, path_prefix: str) -> None:
-        """Append a whole existing dataset (its documents after ours; same dtype required)."""
-        index = _IndexReader(get_idx_path(path_prefix), multimodal=self.multimodal)
-        if index.dtype != self.dtype:
-            raise ValueError(
-                f"cannot merge {path_prefix} ({index.dtype.__name__} tokens) into a dataset of "
-                f"{self.dtype.__name__} tokens; both must be built with the same tokenizer dtype"
-            )
-        bin_path = get_bin_path(path_prefix)
-        if not os.path.isfile(bin_path):
-            raise FileNotFoundError(f"{bin_path} is missing (its index {index.idx_path} exists)")
-        if os.path.getsize(bin_path) != index.bin_size():
-            raise ValueError(
-                f"{bin_path} is {os.path.getsize(bin_path)} bytes but its index describes "
-                f"{index.bin_size()}: the files do not belong together or one is truncated"
-            )
-        offset = len(self.sequence_lengths)
-        self.sequence_lengths.frombytes(numpy.ascontiguousarray(index.sequence_lengths).tobytes())
-        self.document_indices.frombytes((index.document_indices[1:] + offset).tobytes())
-        if self.multimodal:
-            self.sequence_modes.frombytes(numpy.ascontiguousarray(index.sequence_modes).tobytes())
-        del index
-        with open(bin_path, "rb") as source:
-            shutil.copyfileobj(source, self._bin, _COPY_CHUNK_BYTES)
-
-    def finalize(self, idx_path: str) -> None:
-        """Write the `.idx`, then move both files to their final names."""
-        self._bin.close()
-        lengths = numpy.frombuffer(self.sequence_lengths, dtype=numpy.int32)
-        pointers = numpy.zeros(len(lengths), dtype=numpy.int64)
-        if len(lengths) > 1:
-            numpy.cumsum(lengths[:-1], dtype=numpy.int64, out=pointers[1:])
-        pointers *= numpy.dtype(self.dtype).itemsize
-        tmp_idx_path = _temporary_path(idx_path)
-        with open(tmp_idx_path, "wb") as out:
-            out.write(
-                _INDEX_HEADER.pack(
-                    _INDEX_MAGIC,
-                    _INDEX_VERSION,
-                    DType.code_from_dtype(self.dtype),
-                    len(lengths),
-                    len(self.document_indices),
-                )
-            )
-            # The format is little-endian whatever the machine ('<' is a no-op on x86/ARM).
-            out.write(lengths.astype("<i4").tobytes())
-            out.write(pointers.astype("<i8").tobytes())
-            out.write(numpy.frombuffer(self.document_indices, dtype=numpy.int64).astype("<i8").tobytes())
-            if self.multimodal:
-                out.write(self.sequence_modes.tobytes())
-        # The .bin first: a reader that finds the new .idx then also finds its .bin.
-        os.replace(self._tmp_bin_path, self.bin_path)
-        os.replace(tmp_idx_path, idx_path)
-
-    def abort(self) -> None:
-        """Drop what was written (for a run that failed): no final-named file is touched."""
-        if not self._bin.closed:
-            self._bin.close()
-        if os.path.exists(self._tmp_bin_path):
-            os.remove(self._tmp_bin_path)
+        return getattr(indexed_dataset_builder, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
