@@ -22,9 +22,12 @@ import numpy
 from megatron.core.datasets import helpers
 from megatron.core.datasets.blended_megatron_dataset_config import BlendedMegatronDatasetConfig
 from megatron.core.datasets.gpt_masks import get_ltor_masks_and_position_ids
-from megatron.core.datasets.index_cache import IndexCache
+from megatron.core.datasets.index_cache import IndexCache, default_cache_directory
 from megatron.core.datasets.megatron_dataset import MegatronDataset
+from megatron.core.datasets.progress import PhaseProgress
+from megatron.core.datasets.split_checks import check_split_length
 from megatron.core.datasets.utils import Split, log_single_rank
+from megatron.core.errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -277,14 +280,20 @@ class GPTDataset(MegatronDataset):
     def _cache(self) -> Optional[IndexCache]:
         directory = self.config.path_to_cache
         if directory is None and not self.config.mock:
-            # Megatron's default: next to the data, in a directory named like the prefix.
-            directory = os.path.join(
-                self.dataset.path_prefix, "cache", f"{type(self).__name__}_indices"
-            )
+            directory = default_cache_directory(self.dataset.path_prefix, type(self).__name__)
         if not directory:
             return None
+        # The indices depend on the sequence lengths: the cache remembers which .idx it was
+        # built from (an IndexedDataset; mock and other low-level datasets have no file).
+        prefix = getattr(self.dataset, "path_prefix", None)
+        source_idx = prefix + ".idx" if isinstance(prefix, str) else None
         return IndexCache(
-            directory, self.unique_description_hash, type(self).__name__, self.index_split.name
+            directory,
+            self.unique_description_hash,
+            type(self).__name__,
+            self.index_split.name,
+            source_idx=source_idx,
+            source_lengths=self.dataset.sequence_lengths if source_idx else None,
         )
 
     def _plan(self) -> Dict[str, Any]:
@@ -293,11 +302,11 @@ class GPTDataset(MegatronDataset):
         length = self.config.sequence_length
         tokens_per_epoch = self._get_num_tokens_per_epoch()
         if tokens_per_epoch <= extra + 1 and self.num_samples:
-            raise ValueError(
+            raise DataError(
                 f"The {self.index_split.name} split of {self.dataset_path or 'the dataset'} has "
                 f"{len(self.indices)} sequences and {tokens_per_epoch} tokens, too few to draw "
-                f"{self.num_samples} samples of {length} tokens from. Change --split so that this "
-                "split gets data, or give it more data."
+                f"{self.num_samples} samples of {length} tokens (--seq-length) from. Change "
+                "--split so that this split gets data, or give it more data."
             )
         num_epochs = self._get_num_epochs(tokens_per_epoch)
         drop_last = self._drop_last_partial_sequence()
@@ -319,6 +328,7 @@ class GPTDataset(MegatronDataset):
             separate = from_final < int(_FINAL_EPOCH_THRESHOLD * per_epoch)
             plan["samples_sans_final_epoch"] = sans_final
         plan.update(separate_final_epoch=separate, total_samples=total)
+        check_split_length(self, tokens_per_epoch, num_epochs, total)
 
         num_docs = 0 if plan["empty"] else num_epochs * len(self.indices)
         sizes = self.dataset.sequence_lengths
@@ -389,21 +399,29 @@ class GPTDataset(MegatronDataset):
                 numpy.zeros(shape, dtype=dtypes[0]) for dtypes, shape in expectations.values()
             )
         random_state = numpy.random.RandomState(self.config.random_seed)
-        document_index = _build_document_index(
-            self.indices, plan["num_epochs"], random_state, plan["separate_final_epoch"]
-        )
-        sample_index = helpers.build_sample_idx(
-            self.dataset.sequence_lengths,
-            document_index,
-            self.config.sequence_length,
-            plan["num_epochs"],
-            plan["tokens_per_epoch"],
-            self._drop_last_partial_sequence(),
-            self.config.add_extra_token_to_sequence,
-        )
-        total = sample_index.shape[0] - 1
-        first_part = plan["samples_sans_final_epoch"] if plan["separate_final_epoch"] else total
-        shuffle_index = _build_shuffle_index(first_part, total, random_state)
+        num_docs, total = expectations["document_index"][1][0], plan["total_samples"]
+        what = f"{type(self).__name__} {self.index_split.name} indices of {self.dataset_path}"
+        with PhaseProgress(what, num_docs + 2 * total, "ids") as progress:
+            progress.set_step(f"document index (shuffling {num_docs:,} ids)")
+            document_index = _build_document_index(
+                self.indices, plan["num_epochs"], random_state, plan["separate_final_epoch"]
+            )
+            progress.advance(num_docs)
+            progress.set_step("sample index")
+            sample_index = helpers.build_sample_idx(
+                self.dataset.sequence_lengths,
+                document_index,
+                self.config.sequence_length,
+                plan["num_epochs"],
+                plan["tokens_per_epoch"],
+                self._drop_last_partial_sequence(),
+                self.config.add_extra_token_to_sequence,
+                progress=progress.advance,
+            )
+            total = sample_index.shape[0] - 1
+            progress.set_step(f"shuffle index (shuffling {total:,} ids)")
+            first_part = plan["samples_sans_final_epoch"] if plan["separate_final_epoch"] else total
+            shuffle_index = _build_shuffle_index(first_part, total, random_state)
         return document_index, sample_index, shuffle_index
 
     def _get_num_tokens_per_epoch(self) -> int:
