@@ -17,6 +17,7 @@ from megatron.core.datasets import helpers
 from megatron.core.datasets.blended_megatron_dataset_config import BlendedMegatronDatasetConfig
 from megatron.core.datasets.index_cache import IndexCache
 from megatron.core.datasets.megatron_dataset import MegatronDataset, describe, md5_hex
+from megatron.core.datasets.progress import PhaseProgress
 from megatron.core.datasets.utils import log_single_rank, normalize
 
 logger = logging.getLogger(__name__)
@@ -102,17 +103,21 @@ class BlendedDataset:
         t_beg = time.time()
         dataset_index = numpy.zeros(total, dtype=numpy.int16)
         dataset_sample_index = numpy.zeros(total, dtype=numpy.int64)
-        if self.size is not None:
-            helpers.build_blending_indices(
-                dataset_index, dataset_sample_index, self.weights, len(self.datasets), total, False
-            )
-        else:
-            helpers.build_exhaustive_blending_indices(
-                dataset_index,
-                dataset_sample_index,
-                numpy.array(self.weights, dtype=numpy.int64),
-                len(self.datasets),
-            )
+        what = f"{type(self).__name__} {self.split.name} indices ({len(self.datasets)} datasets)"
+        with PhaseProgress(what, total, "samples") as progress:
+            if self.size is not None:
+                helpers.build_blending_indices(
+                    dataset_index, dataset_sample_index, self.weights, len(self.datasets), total,
+                    False, progress=progress.advance,
+                )
+            else:
+                helpers.build_exhaustive_blending_indices(
+                    dataset_index,
+                    dataset_sample_index,
+                    numpy.array(self.weights, dtype=numpy.int64),
+                    len(self.datasets),
+                    progress=progress.advance,
+                )
         self._check_not_oversampled(dataset_index)
 
         if cache is not None:

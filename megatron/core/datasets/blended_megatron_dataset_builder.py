@@ -26,6 +26,7 @@ import numpy
 from megatron.core.datasets.blended_dataset import BlendedDataset
 from megatron.core.datasets.blended_megatron_dataset_config import BlendedMegatronDatasetConfig
 from megatron.core.datasets.megatron_dataset import LowLevelDataset, MegatronDataset
+from megatron.core.datasets.split_checks import warn_requested_but_empty
 from megatron.core.datasets.utils import (
     Split,
     initialized_torch_distributed,
@@ -123,7 +124,9 @@ class BlendedMegatronDatasetBuilder:
                 )
 
     def build(self) -> List[Optional[TopLevelDataset]]:
-        """The dataset (or None) of each split; call on every rank."""
+        """The dataset (or None) of each split; call on every rank. A split that samples are
+        asked of but that gets no data is a warning naming it (split_checks.py)."""
+        self.empty_splits = warn_requested_but_empty(self.config, self.sizes)
         datasets = self._build_blended_dataset_splits()
         for dataset in datasets:
             if isinstance(dataset, BlendedDataset) and dataset.size is not None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, List, Optional, Tuple
 
 from megatron.core.datasets.utils import Split, log_single_rank, normalize
+from megatron.core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -138,17 +139,41 @@ def _check_blend(blend, what: str) -> None:
         )
 
 
+# Megatron reads every run of digits and dots in --split, whatever separates them ("90,5,5",
+# "90 5 5", "90/5/5"), and so silently reads "90,abc" as 90,0,0 and "-5" as 5. We accept the same
+# numbers with commas, slashes or blanks between them, and refuse anything else.
+_SPLIT_SEPARATOR = re.compile(r"\s*[,/]\s*|\s+")
+_SPLIT_NUMBER = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
+
+
 def parse_and_normalize_split(split: str) -> List[float]:
-    """'99,1,0' -> [0.99, 0.01, 0.0] (any separators; missing trailing values are 0)."""
-    values = [float(v) for v in re.findall(r"[.0-9]+", str(split))]
-    if len(values) == 0 or len(values) > len(Split):
-        raise ValueError(
-            f"--split {split!r}: expected 1 to {len(Split)} non-negative numbers "
-            "(train,valid,test), e.g. '969,30,1'"
+    """'99,1,0' -> [0.99, 0.01, 0.0]; up to three non-negative numbers (missing ones are 0),
+    separated by commas, slashes or blanks, not all zero. Anything else is a ConfigError
+    naming --split."""
+    text = str(split).strip()
+    example = "e.g. '969,30,1' or '90,10,0'"
+    parts = _SPLIT_SEPARATOR.split(text) if text else []
+    if not parts:
+        raise ConfigError(f"--split {split!r} is empty: give train,valid,test proportions, {example}")
+    if len(parts) > len(Split):
+        raise ConfigError(
+            f"--split {split!r} has {len(parts)} parts; give at most {len(Split)} "
+            f"(train,valid,test), {example}"
         )
-    values += [0.0] * (len(Split) - len(values))
+    for part in parts:
+        if part.startswith("-") and _SPLIT_NUMBER.fullmatch(part[1:]):
+            raise ConfigError(f"--split {split!r}: the part {part} is negative; proportions are >= 0")
+        if not _SPLIT_NUMBER.fullmatch(part):
+            what = "an empty part" if part == "" else f"the part {part!r}"
+            raise ConfigError(
+                f"--split {split!r}: {what} is not a number; give up to {len(Split)} "
+                f"non-negative numbers separated by commas, {example}"
+            )
+    values = [float(part) for part in parts] + [0.0] * (len(Split) - len(parts))
     if sum(values) <= 0:
-        raise ValueError(f"--split {split!r}: the proportions must not all be zero")
+        raise ConfigError(
+            f"--split {split!r}: the proportions are all zero, so no split gets data; {example}"
+        )
     return normalize(values)
 
 

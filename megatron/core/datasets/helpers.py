@@ -15,12 +15,15 @@ Floating point follows the C++ code operation by operation (a product, then a di
 float64; the first maximum wins ties), so the results are identical, not merely close.
 """
 
+from typing import Callable, Optional
+
 import numpy
 
 _INT32_MAX = numpy.iinfo(numpy.int32).max
 # Work per simulated step: about this many (chunk, dataset) cells.
 _CELLS_PER_STEP = 1 << 17
 _MIN_CHUNK = 256
+_SAMPLES_PER_CHUNK = 1 << 22
 
 
 def _num_samples(num_epochs, tokens_per_epoch, seq_length, drop_last_partial_sequence, extra):
@@ -39,8 +42,10 @@ def build_sample_idx(
     tokens_per_epoch: int,
     drop_last_partial_sequence: bool = True,
     add_extra_token_to_sequence: bool = True,
+    progress: Optional[Callable[[int], None]] = None,
 ) -> numpy.ndarray:
-    """The [num_samples + 1, 2] sample index of a GPTDataset (int32, or int64 when needed)."""
+    """The [num_samples + 1, 2] sample index of a GPTDataset (int32, or int64 when needed).
+    `progress(n)` is called after each chunk of n samples."""
     if sequence_length <= 1:
         raise ValueError(f"sequence_length must be > 1, got {sequence_length}")
     if num_epochs <= 0 or tokens_per_epoch <= 1:
@@ -61,35 +66,40 @@ def build_sample_idx(
     # ends[k] = tokens in the first k + 1 documents of the stream.
     stream_sizes = sizes[document_indices]
     ends = numpy.cumsum(stream_sizes, dtype=numpy.int64)
+    del stream_sizes  # re-gathered per chunk below: keeps the peak memory at one such array
     total_tokens = int(ends[-1]) if num_docs else 0
-    # Sample k ends on the token at k * L (shared with the next sample) when it reads L + 1
-    # tokens, or just after the token at k * L - 1 when it reads L.
-    last_token = numpy.arange(
-        sequence_length, (num_samples + 1) * sequence_length, sequence_length, dtype=numpy.int64
-    )
-    if not extra:
-        last_token -= 1
-    in_range = int(numpy.searchsorted(last_token, total_tokens, side="left"))
-    last_token = last_token[:in_range]
-    # The document holding a token: the first whose end lies beyond it (skips empty documents).
-    doc_position = numpy.searchsorted(ends, last_token, side="right")
-    # Offset in that document = token - (its end - its size), + 1 when the sample reads L tokens.
-    offsets = last_token
-    offsets -= ends[doc_position]
-    offsets += stream_sizes[doc_position]
-    if not extra:
-        offsets += 1
 
     sample_idx = numpy.empty((num_samples + 1, 2), dtype=dtype)
     sample_idx[0] = (0, 0)
     rows = sample_idx[1:]
-    rows[:in_range, 0] = doc_position
-    rows[:in_range, 1] = offsets
-    if in_range < num_samples:
-        # Only without drop-last: the stream runs out, and C++ pins the row to the last document.
-        last_doc = num_docs - 1
-        rows[in_range:, 0] = last_doc
-        rows[in_range:, 1] = int(stream_sizes[last_doc]) - extra
+    # Sample k ends on the token at k * L (shared with the next sample) when it reads L + 1
+    # tokens, or just after the token at k * L - 1 when it reads L. Chunks of samples keep the
+    # temporaries small and let a progress line move; the result does not depend on them.
+    for begin in range(0, num_samples, _SAMPLES_PER_CHUNK):
+        end = min(begin + _SAMPLES_PER_CHUNK, num_samples)
+        last_token = numpy.arange(begin + 1, end + 1, dtype=numpy.int64)
+        last_token *= sequence_length
+        if not extra:
+            last_token -= 1
+        in_range = int(numpy.searchsorted(last_token, total_tokens, side="left"))
+        last_token = last_token[:in_range]
+        # The document holding a token: the first whose end lies beyond it (skips empty ones).
+        doc_position = numpy.searchsorted(ends, last_token, side="right")
+        # Offset in that document = token - (its end - its size), + 1 when the sample reads L.
+        offsets = last_token
+        offsets -= ends[doc_position]
+        offsets += sizes[document_indices[doc_position]]
+        if not extra:
+            offsets += 1
+        rows[begin : begin + in_range, 0] = doc_position
+        rows[begin : begin + in_range, 1] = offsets
+        if begin + in_range < end:
+            # Only without drop-last: the stream runs out, and C++ pins the row to the last document.
+            last_doc = num_docs - 1
+            rows[begin + in_range : end, 0] = last_doc
+            rows[begin + in_range : end, 1] = int(sizes[document_indices[last_doc]]) - extra
+        if progress is not None:
+            progress(end - begin)
     return sample_idx
 
 
@@ -115,7 +125,8 @@ def _initial_counts(weights, starts):
     return counts
 
 
-def _simulate(weights, caps, counts, starts, lengths, dataset_index, dataset_sample_index):
+def _simulate(weights, caps, counts, starts, lengths, dataset_index, dataset_sample_index,
+              progress=None):
     """Run the greedy for each chunk from its starting counts; returns the final counts.
 
     All chunks have the same length except possibly the last one, which is shorter.
@@ -140,10 +151,12 @@ def _simulate(weights, caps, counts, starts, lengths, dataset_index, dataset_sam
         cells = row_offsets + choice
         dataset_sample_index[position] = flat[cells]
         flat[cells] += 1
+        if progress is not None:
+            progress(len(position))
     return counts
 
 
-def _blend(weights, caps, size, dataset_index, dataset_sample_index):
+def _blend(weights, caps, size, dataset_index, dataset_sample_index, progress=None):
     weights = numpy.asarray(weights, dtype=numpy.float64)
     num_datasets = weights.shape[0]
     if size <= 0:
@@ -167,6 +180,7 @@ def _blend(weights, caps, size, dataset_index, dataset_sample_index):
             lengths[todo],
             dataset_index,
             dataset_sample_index,
+            progress,
         )
         # A chunk is right when it starts from where the chunk before it really ends.
         wrong = numpy.nonzero(numpy.any(start_counts[1:] != end_counts[:-1], axis=1))[0] + 1
@@ -181,13 +195,15 @@ def build_blending_indices(
     num_datasets: int,
     size: int,
     verbose: bool = False,
+    progress: Optional[Callable[[int], None]] = None,
 ) -> None:
-    """Fill dataset_index (int16) and dataset_sample_index (int64) for a weighted blend."""
+    """Fill dataset_index (int16) and dataset_sample_index (int64) for a weighted blend.
+    `progress(n)` is called as samples are placed (re-checked chunks count again)."""
     weights = numpy.asarray(weights, dtype=numpy.float64)
     if weights.shape != (num_datasets,):
         raise ValueError(f"expected {num_datasets} blend weights, got {weights.shape[0]}")
     _check_outputs(dataset_index, dataset_sample_index, size)
-    _blend(weights, None, int(size), dataset_index, dataset_sample_index)
+    _blend(weights, None, int(size), dataset_index, dataset_sample_index, progress)
     if verbose:
         counts = numpy.bincount(dataset_index[:size], minlength=num_datasets)
         for i in range(num_datasets):
@@ -195,7 +211,11 @@ def build_blending_indices(
 
 
 def build_exhaustive_blending_indices(
-    dataset_index: numpy.ndarray, dataset_sample_index: numpy.ndarray, sizes, num_datasets: int
+    dataset_index: numpy.ndarray,
+    dataset_sample_index: numpy.ndarray,
+    sizes,
+    num_datasets: int,
+    progress: Optional[Callable[[int], None]] = None,
 ) -> None:
     """Fill the indices so that dataset i gives exactly sizes[i] samples, in blend order."""
     sizes = numpy.asarray(sizes, dtype=numpy.int64)
@@ -208,7 +228,7 @@ def build_exhaustive_blending_indices(
     total = int(sizes.sum())
     _check_outputs(dataset_index, dataset_sample_index, total)
     weights = sizes / numpy.float64(total)
-    _blend(weights, sizes.astype(numpy.float64), total, dataset_index, dataset_sample_index)
+    _blend(weights, sizes.astype(numpy.float64), total, dataset_index, dataset_sample_index, progress)
 
 
 def _check_outputs(dataset_index, dataset_sample_index, size):
