@@ -15,6 +15,7 @@ from typing import List, Optional, Tuple
 from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
 from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig, MockGPTDataset
 from megatron.core.datasets.utils import get_blend_from_list, log_single_rank
+from megatron.core.errors import ConfigError, MissingFileError
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ def _read_blend_file(path: str, flag: str) -> List[str]:
         with open(path, "r") as reader:
             return reader.read().split()
     except OSError as error:
-        raise FileNotFoundError(f"{flag} {path}: cannot read it ({error})") from error
+        raise MissingFileError(f"{flag} {path}: cannot read it ({error})") from error
 
 
 def get_blend_and_blend_per_split(args):
@@ -45,14 +46,14 @@ def get_blend_and_blend_per_split(args):
     use_data_path = data_path is not None or data_args_path is not None
     use_per_split = per_split_path is not None or any(p is not None for p in split_paths)
     if use_data_path and use_per_split:
-        raise ValueError(
+        raise ConfigError(
             "--data-path / --data-args-path and --train/valid/test-data-path / "
             "--per-split-data-args-path are mutually exclusive: give one kind"
         )
     if use_data_path:
         if data_args_path is not None:
             if data_path is not None:
-                raise ValueError("give --data-path or --data-args-path, not both")
+                raise ConfigError("give --data-path or --data-args-path, not both")
             return get_blend_from_list(_read_blend_file(data_args_path, "--data-args-path")), None
         return get_blend_from_list(data_path), None
     if use_per_split:
@@ -61,7 +62,7 @@ def get_blend_and_blend_per_split(args):
                 with open(per_split_path, "r") as reader:
                     per_split = json.load(reader)
             except (OSError, ValueError) as error:
-                raise ValueError(
+                raise ConfigError(
                     f"--per-split-data-args-path {per_split_path}: expected a readable JSON file "
                     f'like {{"train": "1 a 2 b", "valid": "c", "test": "d"}} ({error})'
                 ) from error
@@ -99,7 +100,7 @@ def gpt_dataset_config_from_args(args, tokenizer) -> GPTDatasetConfig:
         split = None
     seq_length = _flag(args, "seq_length")
     if seq_length is None:
-        raise ValueError("--seq-length is required to build GPT datasets")
+        raise ConfigError("--seq-length is required to build GPT datasets")
     return GPTDatasetConfig(
         random_seed=_flag(args, "seed", 1234),
         sequence_length=seq_length,
@@ -143,7 +144,7 @@ def _check_vocabulary_holds_mock_ids(tokenizer) -> None:
     needed = MockGPTLowLevelDataset.max_sequence_length
     vocab = getattr(tokenizer, "vocab_size", None)
     if isinstance(vocab, int) and vocab < needed:
-        raise ValueError(f"--mock-data: the mock documents use token ids up to {needed - 1}, but the tokenizer "
+        raise ConfigError(f"--mock-data: the mock documents use token ids up to {needed - 1}, but the tokenizer "
                          f"has only {vocab} ids; use a tokenizer with at least {needed} ids "
                          f"(e.g. --tokenizer-type NullTokenizer --vocab-size {needed})")
 
@@ -155,9 +156,9 @@ def build_gpt_datasets(args, train_val_test_num_samples, tokenizer) -> Tuple:
     dataset_class = MockGPTDataset if config.mock else GPTDataset
     if config.mock:
         _check_vocabulary_holds_mock_ids(tokenizer)
-    elif is_dataset_built_on_rank():
+    else:
         from megatron.training.datasets.vocab_check import check_config_token_ids
-        check_config_token_ids(config)
+        check_config_token_ids(config, is_dataset_built_on_rank)
     log_single_rank(
         logger, logging.INFO, "> building train, validation, and test datasets for GPT ..."
     )

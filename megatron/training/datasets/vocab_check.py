@@ -1,15 +1,19 @@
-"""A cheap start-up check that a dataset's token ids fit the tokenizer's vocabulary.
+"""The start-up check that every token id of the data fits the tokenizer's vocabulary.
 
 Data preprocessed with another tokenizer would otherwise fail deep inside the embedding (or, with
-vocabulary padding, train silently on padding rows). Reading every token of a large corpus is not
-cheap, so the check looks at a spread sample of sequences, and skips files whose dtype cannot hold
-an id that large at all.
+vocabulary padding, train silently on padding rows). Every token is read once per `.bin` and the
+result remembered beside the index cache (megatron/core/datasets/token_range.py); files whose
+dtype cannot hold an id that large (nor a negative one) are not read at all.
+
+Rank 0 reads first and records the result; the other ranks that build datasets then find it
+(same order as the index builds).
 """
 from typing import Iterable, List, Optional, Tuple
 
-import numpy
-
+from megatron.core.datasets.blended_megatron_dataset_builder import run_in_build_phases
+from megatron.core.datasets.index_cache import default_cache_directory
 from megatron.core.datasets.indexed_dataset import IndexedDataset
+from megatron.core.datasets.token_range import check_token_ids
 
 
 def _prefixes(config) -> List[str]:
@@ -21,27 +25,26 @@ def _prefixes(config) -> List[str]:
     return out
 
 
-def check_token_ids_fit(prefixes: Iterable[str], vocab_size: int, sample_sequences: int = 64,
-                        mmap: bool = True) -> None:
-    """Raise ValueError naming the prefix if a sampled token id is >= ``vocab_size``."""
+def check_token_ids_fit(prefixes: Iterable[str], vocab_size: int, mmap: bool = True,
+                        cache_path: Optional[str] = None) -> None:
+    """Raise DataError naming the prefix, sequence and id if a token id is outside
+    [0, vocab_size). `cache_path` is --data-cache-path (None: beside each dataset, where its
+    index cache goes)."""
     for prefix in prefixes:
         dataset = IndexedDataset(prefix, mmap=mmap)
-        dtype = dataset.index.dtype
-        if numpy.issubdtype(dtype, numpy.integer) and numpy.iinfo(dtype).max < vocab_size:
-            continue  # no id stored in this dtype can be too large
-        count = len(dataset)
-        if count == 0:
-            continue
-        for i in numpy.unique(numpy.linspace(0, count - 1, min(count, sample_sequences)).astype(numpy.int64)):
-            tokens = dataset[int(i)]
-            if tokens.size and int(tokens.max()) >= vocab_size:
-                raise ValueError(
-                    f"--data-path {prefix}: token id {int(tokens.max())} (sequence {int(i)}) is outside the "
-                    f"tokenizer's vocabulary of {vocab_size} ids: the data was made with another tokenizer. "
-                    "Train with that tokenizer's flags, or preprocess the data again with this one.")
+        directory = cache_path if cache_path else default_cache_directory(prefix)
+        check_token_ids(dataset, vocab_size, directory)
 
 
-def check_config_token_ids(config) -> None:
+def check_config_token_ids(config, is_built_on_rank=lambda: True) -> None:
+    """check_token_ids_fit for a GPTDatasetConfig; call on every rank (ranks take turns)."""
     vocab = getattr(config.tokenizer, "vocab_size", None)
-    if isinstance(vocab, int) and not config.mock:
-        check_token_ids_fit(_prefixes(config), vocab, mmap=config.mmap_bin_files)
+    if not isinstance(vocab, int) or config.mock:
+        return
+
+    def check():
+        if is_built_on_rank():
+            check_token_ids_fit(_prefixes(config), vocab, mmap=config.mmap_bin_files,
+                                cache_path=config.path_to_cache)
+
+    run_in_build_phases(check)
