@@ -88,6 +88,8 @@ def check_data(args, notes):
         raise ConfigError("no training data: give --data-path PREFIX (from "
                           "tools/preprocess_data.py), --train-data-path ..., or --mock-data")
 
+    if args.split is not None:
+        check_split(args.split)
     if args.data_path is not None:
         check_blend("--data-path", args.data_path)
         if args.split is None:
@@ -107,6 +109,13 @@ def check_data(args, notes):
         raise ConfigError(f"--num-workers must not be negative, got {args.num_workers}")
     if args.num_dataset_builder_threads < 1:
         raise ConfigError("--num-dataset-builder-threads must be at least 1")
+
+
+def check_split(split):
+    """--split: up to three non-negative proportions, not all zero (the dataset config's own
+    parser, so that what passes here is what the datasets use)."""
+    from megatron.core.datasets.blended_megatron_dataset_config import parse_and_normalize_split
+    parse_and_normalize_split(split)
 
 
 def check_blend(flag, items):
