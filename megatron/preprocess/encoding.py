@@ -17,6 +17,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy
 
+from megatron.core.errors import DataError
 from megatron.preprocess.documents import BadLine, parse_chunk
 from megatron.preprocess.inputs import LineChunk
 from megatron.preprocess.sentences import maybe_split  # no NLTK import until it splits
@@ -78,7 +79,7 @@ class ChunkEncoder:
             try:
                 self._encode_field([value])
             except Exception as err:
-                return ValueError(f"{path}:{number}: cannot tokenize key {key!r}: {err}")
+                return DataError(f"{path}:{number}: cannot tokenize key {key!r}: {err}")
         return RuntimeError(f"{path}: tokenizing key {key!r} failed for a batch of lines "
                             f"{line_numbers[0]}-{line_numbers[-1]} but for none of them alone")
 
@@ -110,7 +111,7 @@ class ChunkEncoder:
                 itertools.chain.from_iterable(pieces), dtype=self.dtype, count=total
             )
         except OverflowError as err:
-            raise ValueError(
+            raise DataError(
                 f"the tokenizer produced an id that does not fit the dataset dtype "
                 f"{numpy.dtype(self.dtype).name} ({err}); its vocab_size "
                 f"({self.tokenizer.vocab_size}) is smaller than its largest id"

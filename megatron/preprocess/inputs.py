@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass
 from typing import Iterator, List
 
+from megatron.core.errors import DataError, MissingFileError
+
 _GLOB_CHARS = set("*?[")
 
 
@@ -34,7 +36,7 @@ def find_input_files(pattern: str) -> List[str]:
     matches = sorted(p for p in glob.glob(pattern) if os.path.isfile(p))
     if not matches:
         kind = "matches no file" if _GLOB_CHARS & set(pattern) else "does not exist"
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"--input {pattern} {kind}; give a .jsonl or .jsonl.gz file, or a glob of them"
         )
     return matches
@@ -42,7 +44,10 @@ def find_input_files(pattern: str) -> List[str]:
 
 def _open_binary(path: str):
     """(stream to read lines from, raw file whose position measures progress)."""
-    raw = open(path, "rb")
+    try:
+        raw = open(path, "rb")
+    except OSError as err:
+        raise DataError(f"--input {path}: cannot open it ({err.strerror})") from None
     if path.endswith(".gz"):
         return gzip.GzipFile(fileobj=raw, mode="rb"), raw
     return raw, raw
@@ -92,7 +97,7 @@ class ChunkReader:
                 try:
                     block = stream.read(block_bytes)
                 except (OSError, EOFError, gzip.BadGzipFile) as err:
-                    raise ValueError(f"{path}: cannot read it as {_kind(path)} ({err})") from err
+                    raise DataError(f"{path}: cannot read it as {_kind(path)} ({err})") from err
                 self.consumed_bytes = counted_before + raw.tell()
                 if not block:
                     break

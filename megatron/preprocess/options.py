@@ -1,12 +1,13 @@
 """tools/preprocess_data.py's command line: Megatron's flags, the tokenizer flags exactly as
-training declares them, and our few extras (--skip-bad-lines, --chunk-bytes)."""
+training declares them, and our few extras (--skip-bad-lines, --chunk-bytes, --allow-empty)."""
 
 import argparse
 import importlib.util
 import sys
 from types import SimpleNamespace
 
-from megatron.preprocess.pipeline import DEFAULT_CHUNK_BYTES, PreprocessConfig, PreprocessError
+from megatron.core.errors import ConfigError
+from megatron.preprocess.pipeline import DEFAULT_CHUNK_BYTES, PreprocessConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "--json-keys key, instead of stopping at the first one.")
     group.add_argument("--chunk-bytes", type=int, default=DEFAULT_CHUNK_BYTES,
                        help="Bytes of input text sent to a worker per task.")
+    group.add_argument("--allow-empty", action="store_true",
+                       help="(megatron-lite) Write a valid empty dataset when the input holds no "
+                            "document, instead of stopping with an error.")
     return parser
 
 
@@ -72,19 +76,19 @@ def _refuse_unsupported_tokenizer_values(args) -> None:
         value = getattr(args, option.dest, None)
         if option.rejects(value):
             why = option.supported_text or option.note or "not supported"
-            raise PreprocessError(f"{option.primary} {value}: {why}")
+            raise ConfigError(f"{option.primary} {value}: {why}")
 
 
 def parse_preprocess_args(argv=None) -> SimpleNamespace:
     """The parsed namespace, with the tokenizer settings Megatron fixes for preprocessing."""
     args = build_parser().parse_args(argv)
     if args.find_optimal_num_workers:
-        raise PreprocessError(
+        raise ConfigError(
             "--find-optimal-num-workers is not supported; run tools/bench_preprocess.py with "
             "several --workers values to compare them"
         )
     if args.tokenizer_type is None:
-        raise PreprocessError("--tokenizer-type is required (e.g. GPT2BPETokenizer)")
+        raise ConfigError("--tokenizer-type is required (e.g. GPT2BPETokenizer)")
     _refuse_unsupported_tokenizer_values(args)
     if args.tokenizer_type.lower().startswith("bert") and not args.split_sentences:
         print("note: a BERT tokenizer without --split-sentences writes one sequence per document; "
@@ -118,6 +122,7 @@ def config_from_args(args) -> PreprocessConfig:
         log_interval=args.log_interval,
         skip_bad_lines=args.skip_bad_lines,
         chunk_bytes=args.chunk_bytes,
+        allow_empty=args.allow_empty,
     )
 
 

@@ -4,6 +4,11 @@ The main process reads the input in chunks of whole lines, keeps a bounded numbe
 in flight in the pool (so memory stays flat whatever the input size), and appends the results
 to one IndexedDatasetBuilder per json key in input order. Outputs carry temporary names until
 every chunk is written; any failure removes them, so a final-named dataset is always complete.
+Temporary outputs that a killed run left behind (its pid dead on this host) are removed at start.
+
+Errors caused by the input or the flags are megatron.core.errors types (exit status 2 in the
+command): ConfigError for a flag, MissingFileError for an input that is not there, DataError
+(PreprocessError) for content that cannot be used.
 """
 
 import multiprocessing
@@ -14,12 +19,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Sequence
 
-from megatron.core.datasets.indexed_dataset import (
-    DType,
-    IndexedDatasetBuilder,
-    get_bin_path,
-    get_idx_path,
-)
+from megatron.core.datasets.indexed_dataset import DType, get_bin_path, get_idx_path
+from megatron.core.datasets.indexed_dataset_builder import IndexedDatasetBuilder
+from megatron.core.datasets.temp_files import remove_dead_temporaries
+from megatron.core.errors import ConfigError, DataError
 from megatron.preprocess.encoding import (
     EncodedChunk,
     EncoderSetup,
@@ -35,8 +38,8 @@ PUNKT_TRAINING_CHARS = 4_000_000
 _BAD_LINES_SHOWN = 20
 
 
-class PreprocessError(RuntimeError):
-    """Bad input or settings, reported with what to do; nothing final-named was written."""
+class PreprocessError(DataError):
+    """Input that cannot be used, reported with what to do; nothing final-named was written."""
 
 
 @dataclass
@@ -54,6 +57,7 @@ class PreprocessConfig:
     log_interval: int = 1000
     skip_bad_lines: bool = False
     chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    allow_empty: bool = False  # ours: write a valid empty dataset for an input without documents
 
 
 @dataclass
@@ -90,18 +94,49 @@ def output_prefixes(config: PreprocessConfig) -> Dict[str, str]:
 
 def _check(config: PreprocessConfig) -> None:
     if config.workers < 1:
-        raise PreprocessError(f"--workers must be at least 1, got {config.workers}")
+        raise ConfigError(f"--workers must be at least 1, got {config.workers}")
     if config.partitions < 1:
-        raise PreprocessError(f"--partitions must be at least 1, got {config.partitions}")
+        raise ConfigError(f"--partitions must be at least 1, got {config.partitions}")
     if config.workers % config.partitions:
-        raise PreprocessError(
+        raise ConfigError(
             f"--workers {config.workers} is not divisible by --partitions {config.partitions} "
             "(Megatron gives each partition workers/partitions processes); change one of them"
         )
     if not config.json_keys:
-        raise PreprocessError("--json-keys needs at least one key")
+        raise ConfigError("--json-keys needs at least one key")
     if config.keep_newlines and not config.split_sentences:
-        raise PreprocessError("--keep-newlines only applies with --split-sentences; add it or drop it")
+        raise ConfigError("--keep-newlines only applies with --split-sentences; add it or drop it")
+    if config.chunk_bytes < 1:
+        raise ConfigError(f"--chunk-bytes must be at least 1, got {config.chunk_bytes}")
+    if config.log_interval < 1:
+        raise ConfigError(f"--log-interval must be at least 1, got {config.log_interval}")
+
+
+def _prepare_output_directories(prefixes: Dict[str, str], log) -> None:
+    for prefix in prefixes.values():
+        directory = os.path.dirname(os.path.abspath(prefix))
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(f"--output-prefix {prefix}: cannot create {directory} ({err.strerror})") from None
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise ConfigError(f"--output-prefix {prefix}: {directory} is not writable")
+        remove_dead_temporaries(directory, log)
+
+
+def _no_documents(config: PreprocessConfig, files: List[str], summary) -> DataError:
+    names = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    what = "holds no document"
+    if summary.bad_lines:
+        what += f" (all {summary.bad_lines} non-blank lines were bad and skipped)"
+    elif summary.blank_lines:
+        what += f" (only {summary.blank_lines} blank lines)"
+    else:
+        what += " (it is empty)"
+    return PreprocessError(
+        f"--input {names} {what}: nothing to tokenize. Check the path, or pass --allow-empty to "
+        "write an empty dataset anyway. Nothing was written."
+    )
 
 
 def _pool_context():
@@ -136,6 +171,8 @@ def preprocess(
     _check(config)
     start = time.perf_counter()
     files = find_input_files(config.input)
+    prefixes = output_prefixes(config)
+    _prepare_output_directories(prefixes, log)
     tokenizer = tokenizer_factory()
     dtype = DType.optimal_dtype(tokenizer.vocab_size)
     splitter = None
@@ -146,8 +183,8 @@ def preprocess(
             splitter = build_sentence_splitter(
                 config.lang, config.keep_newlines, _training_texts(config, files), log
             )
-        except RuntimeError as err:
-            raise PreprocessError(str(err)) from None
+        except RuntimeError as err:  # NLTK missing or unusable: the flag cannot work here
+            raise ConfigError(str(err)) from None
     context = _pool_context()
     setup = EncoderSetup(
         tokenizer if context.get_start_method() == "fork" else tokenizer_factory,
@@ -157,9 +194,6 @@ def preprocess(
         splitter,
     )
     reader = ChunkReader(files, config.partitions, config.keep_sequential_samples, config.chunk_bytes)
-    prefixes = output_prefixes(config)
-    for prefix in prefixes.values():
-        os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
     builders = {}
     summary = PreprocessSummary(outputs=dict(prefixes))
     progress = ProgressReporter(config.log_interval)
@@ -168,7 +202,7 @@ def preprocess(
         for bad in result.bad_lines:
             if not config.skip_bad_lines:
                 raise PreprocessError(
-                    f"{bad}\nFix or remove that line, or pass --skip-bad-lines to skip such "
+                    f"{bad}; fix or remove that line, or pass --skip-bad-lines to skip such "
                     "lines (they are counted in the summary). Nothing was written."
                 )
             if summary.bad_lines < _BAD_LINES_SHOWN:
@@ -202,6 +236,8 @@ def preprocess(
             while in_flight:
                 result, fraction = in_flight.popleft()
                 write(result.get(), fraction)
+        if summary.documents == 0 and not config.allow_empty:
+            raise _no_documents(config, files, summary)
         for key, builder in builders.items():
             builder.finalize(get_idx_path(prefixes[key]))
     except BaseException:

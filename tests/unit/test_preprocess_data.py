@@ -14,6 +14,7 @@ import numpy
 import pytest
 
 from megatron.core.datasets.indexed_dataset import IndexedDataset
+from megatron.core.errors import ConfigError
 from megatron.core.tokenizers import build_tokenizer
 from megatron.preprocess import PreprocessConfig, PreprocessError, preprocess
 
@@ -114,7 +115,7 @@ def test_partitions_come_in_megatron_round_robin_order(tmp_path):
 
 def test_workers_must_divide_among_partitions(tmp_path):
     write_jsonl(tmp_path / "in.jsonl", [{"text": "x"}])
-    with pytest.raises(PreprocessError, match="--workers 3 is not divisible by --partitions 2"):
+    with pytest.raises(ConfigError, match="--workers 3 is not divisible by --partitions 2"):
         run(tmp_path, "out", input=str(tmp_path / "in.jsonl"), workers=3, partitions=2)
 
 
@@ -203,19 +204,7 @@ def test_cli_names_outputs_like_megatron_and_logs_progress(tmp_path, capsys):
     assert "Processed 10 documents" in captured.err or "Processed 1" in captured.err
     assert "docs/s" in captured.err and "MB/s" in captured.err and "%" in captured.err
     assert "Done: 30 documents" in captured.out
-
-    code = tool.main(["--input", str(tmp_path / "missing.jsonl"), "--output-prefix", str(tmp_path / "x"),
-                      "--tokenizer-type", "ByteTokenizer", "--workers", "1"])
-    assert code == 1
-    assert "missing.jsonl does not exist" in capsys.readouterr().err
-
-    base = ["--input", str(tmp_path / "in.jsonl"), "--output-prefix", str(tmp_path / "y"),
-            "--tokenizer-type", "ByteTokenizer", "--workers", "1"]
-    assert tool.main(base + ["--find-optimal-num-workers"]) == 1
-    assert "--find-optimal-num-workers is not supported" in capsys.readouterr().err
-    assert tool.main(base + ["--keep-newlines"]) == 1
-    assert "--keep-newlines only applies with --split-sentences" in capsys.readouterr().err
-    assert not any(name.startswith("y") for name in os.listdir(tmp_path))
+    # Bad input: tests/unit/test_data_tool_errors.py runs the tools as processes.
 
 
 def test_split_sentences_writes_one_sequence_per_sentence(tmp_path):
@@ -247,8 +236,4 @@ def test_merge_datasets_concatenates_a_folder_in_name_order(tmp_path, capsys):
     tool = load_tool("merge_datasets")
     assert tool.main(["--input", str(shards), "--output-prefix", str(tmp_path / "merged")]) == 0
     assert documents_of(str(tmp_path / "merged")) == [expected_tokens(t) for t in texts]
-
-    os.remove(shards / "s1_text_document.idx")
-    assert tool.main(["--input", str(shards), "--output-prefix", str(tmp_path / "merged2")]) == 1
-    assert "s1_text_document.idx" in capsys.readouterr().err
-    assert not os.path.exists(tmp_path / "merged2.bin")
+    assert "Merged 3 datasets" in capsys.readouterr().out
