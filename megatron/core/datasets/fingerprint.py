@@ -32,7 +32,9 @@ def sidecar_directory(cache_directory: str) -> str:
 
 
 def hash_lengths(lengths: numpy.ndarray) -> str:
-    digest = hashlib.blake2b(digest_size=16)
+    # SHA-1 (as a checksum, not for security): the fastest of hashlib's with x86/ARM SHA
+    # instructions, about 1 GB/s, i.e. 0.4 s for the lengths of 100M sequences.
+    digest = hashlib.sha1(usedforsecurity=False)
     view = memoryview(numpy.ascontiguousarray(lengths)).cast("B")
     for begin in range(0, view.nbytes, _HASH_CHUNK):
         digest.update(view[begin : begin + _HASH_CHUNK])

@@ -9,7 +9,8 @@ prints, on global rank 0 and only once the phase has run `delay` seconds, a line
     GPTDataset train indices: shuffle index, 61.2% (183,600,000 / 300,000,000 ids), elapsed 0:00:12, ETA 0:00:08
 
 then a last line with the total time. Work that numpy does in one call (a shuffle) releases the
-GIL, so the thread keeps reporting while it runs; `done` moves when a step completes. A phase
+GIL, so the thread keeps reporting while it runs; `done` moves when a step completes. Chunked
+work reports from `update()` itself; a phase too small to take seconds starts no thread. A phase
 that ends before `delay` prints nothing, so small datasets stay quiet.
 
 The lines go to the logger when logging is set up to show INFO for it, else to stderr (a plain
@@ -47,6 +48,10 @@ class PhaseProgress:
     # Seconds before the first line, and between lines. Tests lower them.
     delay = 5.0
     interval = 5.0
+    # Below this many units no reporting thread is started (starting one costs milliseconds on a
+    # busy machine): such a phase cannot sit seconds inside one numpy call, and its chunked steps
+    # still print through update(). 20M ids take well under a second to shuffle.
+    thread_min_total = 20_000_000
 
     def __init__(
         self,
@@ -72,7 +77,7 @@ class PhaseProgress:
 
     def __enter__(self) -> "PhaseProgress":
         self.start = time.perf_counter()
-        if self._active:
+        if self._active and self.total >= self.thread_min_total:
             self._thread = threading.Thread(target=self._run, name="dataset-progress", daemon=True)
             self._thread.start()
         return self

@@ -8,11 +8,10 @@ must be ours, the host this one, and the pid no longer running. A file of a live
 another host (a shared file system) or with any other name is never touched.
 """
 
+import functools
 import logging
 import os
 import re
-import secrets
-import socket
 from typing import List, Optional
 
 from megatron.core.datasets.utils import log_single_rank
@@ -25,9 +24,15 @@ _OUR_SUFFIXES = (".bin", ".idx", ".npy", ".txt", ".json")
 _TEMPORARY = re.compile(r"^(?P<final>.+)\.tmp-(?P<host>[A-Za-z0-9._-]+)-(?P<pid>[0-9]+)$")
 
 
+@functools.lru_cache(maxsize=1)
 def this_host() -> str:
     """The host name as it goes into temporary names (characters outside [A-Za-z0-9._-] -> '_')."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname()) or "localhost"
+    if hasattr(os, "uname"):
+        name = os.uname().nodename  # what socket.gethostname() gives, without importing socket
+    else:
+        import socket
+        name = socket.gethostname()
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name) or "localhost"
 
 
 def temporary_path(final_path: str, unique: bool = False) -> str:
@@ -36,7 +41,7 @@ def temporary_path(final_path: str, unique: bool = False) -> str:
     stem = final_path
     if unique:
         directory, name = os.path.split(final_path)
-        stem = os.path.join(directory, f".{name}.{secrets.token_hex(4)}")
+        stem = os.path.join(directory, f".{name}.{os.urandom(4).hex()}")
     return f"{stem}.tmp-{this_host()}-{os.getpid()}"
 
 
