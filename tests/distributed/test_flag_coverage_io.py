@@ -10,6 +10,7 @@ import signal
 import pytest
 import torch
 
+from megatron.core.errors import UserError
 from tests.distributed.flag_runs import (  # noqa: F401  (corpus: a pytest fixture)
     EOD, base_argv, corpus, differs, inner_model, make_corpus, near, run_flags, sigterm_at, tracker_of,
     with_flags)
@@ -224,7 +225,7 @@ def _checkpoint_runs(rank, world_size, corpus, workdir):
         try:
             run_flags(argv)
             out[name] = "no error"
-        except (FileNotFoundError, ValueError) as error:
+        except (UserError, ValueError) as error:
             out[name] = f"{type(error).__name__}: {error}"
     for name in ("exit1", "exit2", "exit3", "slim"):
         out["tracker_" + name] = tracker_of(os.path.join(workdir, name))
@@ -272,7 +273,7 @@ def test_checkpointing_and_exit_flags(corpus, tmp_path):
     assert finetune["steps"] == pretrained["steps"] == 3
     assert finetune["loss"] == pretrained["loss"]
     assert finetune["loss"][0] < fresh["loss"][0] - 0.1, (finetune["loss"], fresh["loss"])
-    assert runs["missing"].startswith("FileNotFoundError") and "--exit-on-missing-checkpoint" in runs["missing"]
+    assert runs["missing"].startswith("CheckpointError") and "--exit-on-missing-checkpoint" in runs["missing"]
 
     # The schedule: the checkpoint's max LR must agree with --lr unless one of the two flags says who wins.
     assert "--override-opt_param-scheduler" in runs["schedule_mismatch"]
