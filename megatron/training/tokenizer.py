@@ -6,6 +6,7 @@ shard gets an equal, GPU-friendly slice. The extra rows are never produced by th
 """
 import math
 
+from megatron.core.errors import ConfigError
 from megatron.core.tokenizers import MegatronTokenizer
 from megatron.core.tokenizers import build_tokenizer as build_tokenizer_from_flags
 
@@ -32,21 +33,40 @@ def _is_rank_zero(args) -> bool:
     return rank == 0
 
 
+# Which families take the Hugging Face flags (megatron-core builds these through transformers
+# and writes the flags into their identifiers).
+_HF_BACKED = ("HuggingFaceTokenizer", "GPT2BPETokenizer", "BertWordPieceLowerCase",
+              "BertWordPieceCase")
+
+
+def tokenizer_options(args) -> dict:
+    """The family options Megatron's flags on `args` set, beyond files, sizes and the mode."""
+    tokenizer_type = getattr(args, "tokenizer_type", None)
+    if tokenizer_type not in _HF_BACKED:
+        return {}
+    options = {"trust_remote_code": bool(getattr(args, "trust_remote_code", False)),
+               "use_fast": bool(getattr(args, "tokenizer_hf_use_fast", False))}
+    if tokenizer_type == "HuggingFaceTokenizer":
+        options["include_special_tokens"] = bool(
+            getattr(args, "tokenizer_hf_include_special_tokens", False))
+    return options
+
+
 def build_tokenizer(args, **kwargs) -> MegatronTokenizer:
     """The tokenizer Megatron's flags on `args` describe; sets ``args.padded_vocab_size``.
+
+    ``--legacy-tokenizer`` picks Megatron-LM's older ids; tools/preprocess_data.py builds its
+    tokenizer here too, so both sides give the same ids and eod for the same flags.
 
     ``padded_vocab_size`` is kept when already set (Megatron: a checkpoint may have set it).
     """
     tokenizer_type = getattr(args, "tokenizer_type", None)
     if tokenizer_type is None:
-        raise ValueError("--tokenizer-type is required to build a tokenizer (for example "
-                         "GPT2BPETokenizer, HuggingFaceTokenizer, SentencePieceTokenizer)")
+        raise ConfigError("--tokenizer-type is required to build a tokenizer (for example "
+                          "GPT2BPETokenizer, HuggingFaceTokenizer, SentencePieceTokenizer)")
     verbose = _is_rank_zero(args)
     if verbose:
         print(f"> building {tokenizer_type} tokenizer ...", flush=True)
-    options = dict(kwargs)
-    if tokenizer_type == "HuggingFaceTokenizer" and getattr(args, "trust_remote_code", False):
-        options["trust_remote_code"] = True
     tokenizer = build_tokenizer_from_flags(
         tokenizer_type,
         vocab_file=getattr(args, "vocab_file", None),
@@ -54,7 +74,8 @@ def build_tokenizer(args, **kwargs) -> MegatronTokenizer:
         tokenizer_model=getattr(args, "tokenizer_model", None),
         vocab_size=getattr(args, "vocab_size", None),
         vocab_extra_ids=getattr(args, "vocab_extra_ids", 0) or 0,
-        **options,
+        legacy=bool(getattr(args, "legacy_tokenizer", False)),
+        **{**tokenizer_options(args), **kwargs},
     )
     if getattr(args, "padded_vocab_size", None) is None:
         args.padded_vocab_size = _vocab_size_with_padding(tokenizer.vocab_size, args, verbose)
