@@ -129,3 +129,9 @@ def test_preprocess_data_prints_the_error_on_one_line(tmp_path, capsys):
     assert code != 0 and "Traceback" not in err
     assert f"--merge-file {tmp_path / 'merges.txt'} is empty" in err
     assert not [name for name in os.listdir(tmp_path) if name.startswith("out")]
+    # Megatron-LM's tokenizer flags we do not implement are refused by name, not ignored.
+    for flag in (["--tokenizer-special-tokens", "<x>"], ["--tokenizer-sentencepiece-legacy"]):
+        code = tool.main(["--input", str(tmp_path / "in.jsonl"), "--output-prefix",
+                          str(tmp_path / "out"), "--workers", "1", "--tokenizer-type",
+                          "ByteTokenizer", *flag])
+        assert code != 0 and f"{flag[0]} " in capsys.readouterr().err
