@@ -85,7 +85,7 @@ def _data_runs(rank, world_size, corpus, other, workdir, tokenizers):
     sentencepiece = small + ["--tokenizer-type", "SentencePieceTokenizer", "--tokenizer-model", tokenizers["sp"]]
     variants.update({
         "sentencepiece": (sentencepiece, 0),
-        "sentencepiece_extra_ids": (sentencepiece + ["--vocab-extra-ids", "3"], 0),
+        "sentencepiece_extra_ids": (sentencepiece + ["--vocab-extra-ids", "3", "--legacy-tokenizer"], 0),
         "huggingface": (small + ["--tokenizer-type", "HuggingFaceTokenizer", "--tokenizer-model", tokenizers["hf"],
                                  "--trust-remote-code"], 0),
     })
@@ -148,10 +148,12 @@ def test_data_and_validation_flags(corpus, tmp_path):
     eval_calls = runs["full_validation"]["get_batch_calls"] - 3 * 2
     assert eval_calls % 4 == 0 and eval_calls // 4 > 2 * 2  # 4 evaluations of more than 2 batches each
 
-    # Tokenizer flags: --vocab-extra-ids adds <extra_id_N> tokens to the SentencePiece vocabulary.
+    # Tokenizer flags: with --legacy-tokenizer, SentencePieceTokenizer adds <CLS> <SEP> <EOD> <MASK>
+    # <PAD> and --vocab-extra-ids <extra_id_N> tokens to the model's pieces; by default (Megatron-LM's
+    # current tokenizers) it adds nothing and ignores --vocab-extra-ids.
     def vocabulary(name):
         return int(re.search(r"padded vocab \(size: (\d+)\)", runs[name]["stdout"]).group(1))
-    assert vocabulary("sentencepiece_extra_ids") == vocabulary("sentencepiece") + 3
+    assert vocabulary("sentencepiece_extra_ids") == vocabulary("sentencepiece") + 5 + 3
     assert vocabulary("huggingface") == 42
     for name in ("sentencepiece", "sentencepiece_extra_ids", "huggingface"):
         assert runs[name]["steps"] == 3 and all(math.isfinite(x) for x in runs[name]["loss"]), name
