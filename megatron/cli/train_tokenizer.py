@@ -201,17 +201,18 @@ def train_tokenizer(
     return _write_files(output_dir, contents)
 
 
-def usage_hint(tokenizer_kind: str, output_dir: str) -> str:
+def usage_hint(tokenizer_kind: str, output_dir: str, legacy: bool = False) -> str:
     """What to pass to preprocess_data.py and pretrain_gpt.py for the files just written."""
+    mode = " --legacy-tokenizer" if legacy else ""
     if tokenizer_kind == "bpe":
         flags = (f"--tokenizer-type GPT2BPETokenizer --vocab-file {output_dir}/vocab.json "
-                 f"--merge-file {output_dir}/merges.txt")
-        alt = f"--tokenizer-type HuggingFaceTokenizer --tokenizer-model {output_dir}"
+                 f"--merge-file {output_dir}/merges.txt{mode}")
+        alt = f"--tokenizer-type HuggingFaceTokenizer --tokenizer-model {output_dir}{mode}"
     else:
         flags = ("--tokenizer-type GPTSentencePieceTokenizer "
-                 f"--tokenizer-model {output_dir}/tokenizer.model")
+                 f"--tokenizer-model {output_dir}/tokenizer.model{mode}")
         alt = (f"--tokenizer-type SentencePieceTokenizer (or Llama2Tokenizer) --tokenizer-model "
-               f"{output_dir}/tokenizer.model")
+               f"{output_dir}/tokenizer.model{mode}")
     return ("Use it with the same flags for both steps:\n"
             f"  python tools/preprocess_data.py --input DATA.jsonl --output-prefix my-data "
             f"--append-eod --workers 2 {flags}\n"
@@ -238,6 +239,9 @@ def _main(argv: Optional[List[str]] = None) -> None:
                              "whole sample in memory)")
     parser.add_argument("--sentencepiece-model-type", default="bpe",
                         choices=["bpe", "unigram", "char", "word"])
+    parser.add_argument("--legacy-tokenizer", action="store_true",
+                        help="check the files with Megatron-LM's older tokenizer classes and "
+                             "print commands that use them (docs/data.md)")
     parser.add_argument("--sentencepiece-threads", type=int, default=4,
                         help="training threads; the model depends on this number, so keep it "
                              "the same to reproduce a model (default 4)")
@@ -250,16 +254,17 @@ def _main(argv: Optional[List[str]] = None) -> None:
 
     if args.type == "bpe":
         tokenizer = build_tokenizer("GPT2BPETokenizer", vocab_file=paths["vocab.json"],
-                                    merge_file=paths["merges.txt"])
+                                    merge_file=paths["merges.txt"], legacy=args.legacy_tokenizer)
     else:
         tokenizer = build_tokenizer("GPTSentencePieceTokenizer",
-                                    tokenizer_model=paths["tokenizer.model"])
+                                    tokenizer_model=paths["tokenizer.model"],
+                                    legacy=args.legacy_tokenizer)
     print(f"trained a {args.type} tokenizer with {tokenizer.vocab_size} tokens in "
           f"{time.time() - start:.1f} s; wrote {', '.join(sorted(paths.values()))}")
     if tokenizer.vocab_size < args.vocab_size:
         print(f"note: the input supported only {tokenizer.vocab_size} of --vocab-size "
               f"{args.vocab_size} tokens; give more text for a larger vocabulary", file=sys.stderr)
-    print(usage_hint(args.type, args.output_dir))
+    print(usage_hint(args.type, args.output_dir, args.legacy_tokenizer))
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -2,7 +2,6 @@
 training declares them, and our few extras (--skip-bad-lines, --chunk-bytes, --allow-empty)."""
 
 import argparse
-import importlib.util
 import sys
 from types import SimpleNamespace
 
@@ -104,6 +103,7 @@ def parse_preprocess_args(argv=None) -> SimpleNamespace:
     args.rank = 1
     args.make_vocab_size_divisible_by = 128
     args.tensor_model_parallel_size = 1
+    args.padded_vocab_size = None  # build_tokenizer computes it
     return args
 
 
@@ -127,25 +127,14 @@ def config_from_args(args) -> PreprocessConfig:
 
 
 class TokenizerFromArgs:
-    """Builds the tokenizer from the parsed flags (picklable, for spawned workers)."""
+    """Builds the tokenizer from the parsed flags (picklable, for spawned workers), through the
+    same function training uses, so --legacy-tokenizer and the other tokenizer flags give the
+    same ids and eod on both sides."""
 
     def __init__(self, args):
         self.args = args
 
     def __call__(self):
-        if importlib.util.find_spec("megatron.training.tokenizer") is not None:
-            from megatron.training.tokenizer import build_tokenizer
+        from megatron.training.tokenizer import build_tokenizer
 
-            return build_tokenizer(self.args)
-        # The library factory takes the same settings as explicit parameters.
-        from megatron.core.tokenizers import build_tokenizer
-
-        a = self.args
-        return build_tokenizer(
-            a.tokenizer_type,
-            vocab_file=a.vocab_file,
-            merge_file=a.merge_file,
-            tokenizer_model=a.tokenizer_model,
-            vocab_size=a.vocab_size,
-            vocab_extra_ids=a.vocab_extra_ids,
-        )
+        return build_tokenizer(self.args)

@@ -33,7 +33,7 @@ from megatron.training.checkpoint_files import (
 from megatron.training.collective_errors import fail_together
 from megatron.training.global_vars import get_args
 from megatron.training.train_state import TrainState
-from megatron.training.utils import print_rank_0, unwrap_model
+from megatron.training.utils import print_rank_0, refuse_unimplemented, unwrap_model
 
 CHECKPOINT_VERSION = 3.0
 TRACKER_FILENAME = "latest_checkpointed_iteration.txt"
@@ -128,9 +128,19 @@ def _atomic_write_text(path: str, text: str) -> None:
 
 def save_checkpoint(iteration: int, model, optimizer, opt_param_scheduler,
                     num_floating_point_operations_so_far: float = 0, checkpointing_context=None,
-                    train_state: Optional[TrainState] = None, **unused) -> None:
+                    pipeline_rank=None, expert_rank=None, tensor_rank=None, pipeline_parallel=None,
+                    expert_parallel=None, non_persistent_ckpt: bool = False, train_data_iterator=None,
+                    preprocess_common_state_dict_fn=None, release: bool = False,
+                    train_state: Optional[TrainState] = None) -> None:
     """Save at ``iteration`` under --save; ``train_state`` (where the run is) defaults to one holding
-    only the iteration and FLOPs."""
+    only the iteration and FLOPs. Megatron's other arguments are accepted at their defaults only;
+    ``checkpointing_context`` (Megatron's cache for its async and persistent savers) is unused here."""
+    refuse_unimplemented("save_checkpoint", pipeline_rank=(pipeline_rank, None), expert_rank=(expert_rank, None),
+                         tensor_rank=(tensor_rank, None), pipeline_parallel=(pipeline_parallel, None),
+                         expert_parallel=(expert_parallel, None), non_persistent_ckpt=(non_persistent_ckpt, False),
+                         train_data_iterator=(train_data_iterator, None),
+                         preprocess_common_state_dict_fn=(preprocess_common_state_dict_fn, None),
+                         release=(release, False))
     args = get_args()
     if train_state is None:
         train_state = TrainState(iteration=iteration,
@@ -203,13 +213,15 @@ def _read_checkpoint_file(path: str, tracker: str, iteration: int) -> dict:
 
 
 def load_checkpoint(model, optimizer, opt_param_scheduler, load_arg: str = "load", strict: bool = True,
-                    train_state: Optional[TrainState] = None, **unused) -> Tuple[int, float]:
+                    checkpointing_context=None, skip_load_to_model_and_opt: bool = False,
+                    train_state: Optional[TrainState] = None) -> Tuple[int, float]:
     """Load the latest (or --ckpt-step) checkpoint under --load; returns (iteration, flops so far)
     and sets ``train_state`` (when given) to where the saved run was (a fresh state when fine-tuning).
 
     Without a checkpoint there, --pretrained-checkpoint is loaded as fine-tuning weights if given;
     otherwise training starts from the initialised model (or fails with --exit-on-missing-checkpoint).
     """
+    refuse_unimplemented("load_checkpoint", skip_load_to_model_and_opt=(skip_load_to_model_and_opt, False))
     args = get_args()
     load_dir = getattr(args, load_arg)
     finetune = args.finetune

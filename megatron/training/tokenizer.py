@@ -6,6 +6,7 @@ shard gets an equal, GPU-friendly slice. The extra rows are never produced by th
 """
 import math
 
+from megatron.core.errors import ConfigError
 from megatron.core.tokenizers import MegatronTokenizer
 from megatron.training.arguments.derived import set_derived
 from megatron.core.tokenizers import build_tokenizer as build_tokenizer_from_flags
@@ -25,7 +26,7 @@ def vocab_size_with_padding(
 
 
 def _is_rank_zero(args) -> bool:
-    rank = getattr(args, "rank", None)
+    rank = args.rank
     if rank is None:
         import torch.distributed as dist
 
@@ -33,31 +34,51 @@ def _is_rank_zero(args) -> bool:
     return rank == 0
 
 
+# Which families take the Hugging Face flags (megatron-core builds these through transformers
+# and writes the flags into their identifiers).
+_HF_BACKED = ("HuggingFaceTokenizer", "GPT2BPETokenizer", "BertWordPieceLowerCase",
+              "BertWordPieceCase")
+
+
+def tokenizer_options(args) -> dict:
+    """The family options Megatron's flags on `args` set, beyond files, sizes and the mode."""
+    tokenizer_type = args.tokenizer_type
+    if tokenizer_type not in _HF_BACKED:
+        return {}
+    options = {"trust_remote_code": bool(args.trust_remote_code),
+               "use_fast": bool(args.tokenizer_hf_use_fast)}
+    if tokenizer_type == "HuggingFaceTokenizer":
+        options["include_special_tokens"] = bool(
+            args.tokenizer_hf_include_special_tokens)
+    return options
+
+
 def build_tokenizer(args, **kwargs) -> MegatronTokenizer:
     """The tokenizer Megatron's flags on `args` describe; sets ``args.padded_vocab_size``.
 
+    ``--legacy-tokenizer`` picks Megatron-LM's older ids; tools/preprocess_data.py builds its
+    tokenizer here too, so both sides give the same ids and eod for the same flags.
+
     ``padded_vocab_size`` is kept when already set (Megatron: a checkpoint may have set it).
     """
-    tokenizer_type = getattr(args, "tokenizer_type", None)
+    tokenizer_type = args.tokenizer_type
     if tokenizer_type is None:
-        raise ValueError("--tokenizer-type is required to build a tokenizer (for example "
-                         "GPT2BPETokenizer, HuggingFaceTokenizer, SentencePieceTokenizer)")
+        raise ConfigError("--tokenizer-type is required to build a tokenizer (for example "
+                          "GPT2BPETokenizer, HuggingFaceTokenizer, SentencePieceTokenizer)")
     verbose = _is_rank_zero(args)
     if verbose:
         print(f"> building {tokenizer_type} tokenizer ...", flush=True)
-    options = dict(kwargs)
-    if tokenizer_type == "HuggingFaceTokenizer" and getattr(args, "trust_remote_code", False):
-        options["trust_remote_code"] = True
     tokenizer = build_tokenizer_from_flags(
         tokenizer_type,
-        vocab_file=getattr(args, "vocab_file", None),
-        merge_file=getattr(args, "merge_file", None),
-        tokenizer_model=getattr(args, "tokenizer_model", None),
-        vocab_size=getattr(args, "vocab_size", None),
-        vocab_extra_ids=getattr(args, "vocab_extra_ids", 0) or 0,
-        **options,
+        vocab_file=args.vocab_file,
+        merge_file=args.merge_file,
+        tokenizer_model=args.tokenizer_model,
+        vocab_size=args.vocab_size,
+        vocab_extra_ids=args.vocab_extra_ids or 0,
+        legacy=bool(args.legacy_tokenizer),
+        **{**tokenizer_options(args), **kwargs},
     )
-    if getattr(args, "padded_vocab_size", None) is None:  # a checkpoint's (--use-checkpoint-args) wins
+    if args.padded_vocab_size is None:  # a checkpoint's (--use-checkpoint-args) wins
         set_derived(args, "padded_vocab_size", _vocab_size_with_padding(tokenizer.vocab_size, args, verbose))
     return tokenizer
 
@@ -67,8 +88,8 @@ def _vocab_size_with_padding(orig_vocab_size: int, args, logging_enabled: bool =
     `args` and prints Megatron's line on rank 0."""
     padded = vocab_size_with_padding(
         orig_vocab_size,
-        getattr(args, "make_vocab_size_divisible_by", 128),
-        getattr(args, "tensor_model_parallel_size", 1),
+        args.make_vocab_size_divisible_by,
+        args.tensor_model_parallel_size,
     )
     if logging_enabled and _is_rank_zero(args):
         print(f" > padded vocab (size: {orig_vocab_size}) with {padded - orig_vocab_size} "

@@ -10,6 +10,7 @@ import signal
 import pytest
 import torch
 
+from megatron.core.errors import UserError
 from tests.distributed.flag_runs import (  # noqa: F401  (corpus: a pytest fixture)
     EOD, base_argv, corpus, differs, inner_model, make_corpus, near, run_flags, sigterm_at, tracker_of,
     with_flags)
@@ -84,7 +85,7 @@ def _data_runs(rank, world_size, corpus, other, workdir, tokenizers):
     sentencepiece = small + ["--tokenizer-type", "SentencePieceTokenizer", "--tokenizer-model", tokenizers["sp"]]
     variants.update({
         "sentencepiece": (sentencepiece, 0),
-        "sentencepiece_extra_ids": (sentencepiece + ["--vocab-extra-ids", "3"], 0),
+        "sentencepiece_extra_ids": (sentencepiece + ["--vocab-extra-ids", "3", "--legacy-tokenizer"], 0),
         "huggingface": (small + ["--tokenizer-type", "HuggingFaceTokenizer", "--tokenizer-model", tokenizers["hf"],
                                  "--trust-remote-code"], 0),
     })
@@ -147,10 +148,12 @@ def test_data_and_validation_flags(corpus, tmp_path):
     eval_calls = runs["full_validation"]["get_batch_calls"] - 3 * 2
     assert eval_calls % 4 == 0 and eval_calls // 4 > 2 * 2  # 4 evaluations of more than 2 batches each
 
-    # Tokenizer flags: --vocab-extra-ids adds <extra_id_N> tokens to the SentencePiece vocabulary.
+    # Tokenizer flags: with --legacy-tokenizer, SentencePieceTokenizer adds <CLS> <SEP> <EOD> <MASK>
+    # <PAD> and --vocab-extra-ids <extra_id_N> tokens to the model's pieces; by default (Megatron-LM's
+    # current tokenizers) it adds nothing and ignores --vocab-extra-ids.
     def vocabulary(name):
         return int(re.search(r"padded vocab \(size: (\d+)\)", runs[name]["stdout"]).group(1))
-    assert vocabulary("sentencepiece_extra_ids") == vocabulary("sentencepiece") + 3
+    assert vocabulary("sentencepiece_extra_ids") == vocabulary("sentencepiece") + 5 + 3
     assert vocabulary("huggingface") == 42
     for name in ("sentencepiece", "sentencepiece_extra_ids", "huggingface"):
         assert runs[name]["steps"] == 3 and all(math.isfinite(x) for x in runs[name]["loss"]), name
@@ -224,7 +227,7 @@ def _checkpoint_runs(rank, world_size, corpus, workdir):
         try:
             run_flags(argv)
             out[name] = "no error"
-        except (FileNotFoundError, ValueError) as error:
+        except (UserError, ValueError) as error:
             out[name] = f"{type(error).__name__}: {error}"
     for name in ("exit1", "exit2", "exit3", "slim"):
         out["tracker_" + name] = tracker_of(os.path.join(workdir, name))
@@ -272,7 +275,7 @@ def test_checkpointing_and_exit_flags(corpus, tmp_path):
     assert finetune["steps"] == pretrained["steps"] == 3
     assert finetune["loss"] == pretrained["loss"]
     assert finetune["loss"][0] < fresh["loss"][0] - 0.1, (finetune["loss"], fresh["loss"])
-    assert runs["missing"].startswith("FileNotFoundError") and "--exit-on-missing-checkpoint" in runs["missing"]
+    assert runs["missing"].startswith("CheckpointError") and "--exit-on-missing-checkpoint" in runs["missing"]
 
     # The schedule: the checkpoint's max LR must agree with --lr unless one of the two flags says who wins.
     assert "--override-opt_param-scheduler" in runs["schedule_mismatch"]

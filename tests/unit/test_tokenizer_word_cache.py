@@ -222,14 +222,19 @@ def test_tokenizers_pickle_before_and_after_use(bpe_dir, sp_model):
 
 # ---- HuggingFaceTokenizer --------------------------------------------------------------------
 
-def _hf_folder(bpe_dir, tmp_path, edit=None):
+def _hf_folder(bpe_dir, tmp_path, edit=None, **options):
     tokenizer = Tokenizer.from_file(str(bpe_dir / "tokenizer.json"))
     if edit is not None:
         edit(tokenizer)
     tokenizer.save(str(tmp_path / "tokenizer.json"))
     config = (bpe_dir / "tokenizer_config.json").read_bytes()
     (tmp_path / "tokenizer_config.json").write_bytes(config)
-    return HuggingFaceTokenizer(str(tmp_path))
+    return HuggingFaceTokenizer(str(tmp_path), **options)
+
+
+# The two ways the file's post-processor is applied: legacy mode, and current mode with
+# --tokenizer-hf-include-special-tokens (current mode without it never applies it).
+WITH_POST_PROCESSOR = [{"legacy": True}, {"include_special_tokens": True}]
 
 
 def test_huggingface_byte_level_file_is_cached_and_exact(bpe_dir, tmp_path, corpus):
@@ -241,7 +246,8 @@ def test_huggingface_byte_level_file_is_cached_and_exact(bpe_dir, tmp_path, corp
     assert tokenizer.tokenize_batch(["a<|endoftext|>b"])[0].count(eod) == 1
 
 
-def test_huggingface_template_post_processor(bpe_dir, tmp_path):
+@pytest.mark.parametrize("options", WITH_POST_PROCESSOR)
+def test_huggingface_template_post_processor(bpe_dir, tmp_path, options):
     def add_template(tokenizer):
         tokenizer.add_special_tokens(["<|begin|>", "<|end|>"])
         ids = {t: tokenizer.token_to_id(t) for t in ("<|begin|>", "<|end|>", "<|endoftext|>")}
@@ -251,15 +257,22 @@ def test_huggingface_template_post_processor(bpe_dir, tmp_path):
                                           special_tokens=list(ids.items())),
         ])
 
-    tokenizer = _hf_folder(bpe_dir, tmp_path, add_template)
+    tokenizer = _hf_folder(bpe_dir, tmp_path, add_template, **options)
     assert_same_as_plain(tokenizer, ADVERSARIAL + fuzz_texts(200) + ["x <|begin|> y"])
     assert isinstance(tokenizer._word_encoder, ByteLevelWordEncoder)
     begin, end = tokenizer.vocab["<|begin|>"], tokenizer.vocab["<|end|>"]
     assert tokenizer.tokenize_batch([""]) == [[begin, end, tokenizer.eod]]
+    # Current mode without the flag: no post-processor, still word-cached and exact.
+    plain = HuggingFaceTokenizer(str(tmp_path))
+    assert_same_as_plain(plain, ADVERSARIAL + ["x <|begin|> y"])
+    assert isinstance(plain._word_encoder, ByteLevelWordEncoder)
+    assert plain.tokenize_batch(["", "x <|begin|> y"]) == [
+        [], [*plain.tokenize("x "), begin, *plain.tokenize(" y")]]
 
 
+@pytest.mark.parametrize("options", WITH_POST_PROCESSOR)
 @pytest.mark.parametrize("change", ["prefix_space", "roberta", "normalizer"])
-def test_huggingface_other_files_keep_the_plain_path(bpe_dir, tmp_path, change):
+def test_huggingface_other_files_keep_the_plain_path(bpe_dir, tmp_path, change, options):
     def edit(tokenizer):
         if change == "prefix_space":
             tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
@@ -270,7 +283,7 @@ def test_huggingface_other_files_keep_the_plain_path(bpe_dir, tmp_path, change):
         else:
             tokenizer.normalizer = normalizers.Lowercase()
 
-    tokenizer = _hf_folder(bpe_dir, tmp_path, edit)
+    tokenizer = _hf_folder(bpe_dir, tmp_path, edit, **options)
     assert_same_as_plain(tokenizer, ADVERSARIAL[:20])
     assert tokenizer._word_encoder is None
 

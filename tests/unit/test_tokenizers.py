@@ -84,9 +84,9 @@ def gpt2_files(tmp_path_factory):
                                  vocab_dict=model["vocab"], merge_lines=merges, folder=folder)
 
 
-def _gpt2(files):
+def _gpt2(files, **options):
     return build_tokenizer("GPT2BPETokenizer", vocab_file=str(files.vocab),
-                           merge_file=str(files.merges))
+                           merge_file=str(files.merges), **options)
 
 
 def test_gpt2_ids_match_reference_bpe(gpt2_files):
@@ -118,11 +118,11 @@ def test_gpt2_round_trip_is_exact(gpt2_files):
 
 
 def test_gpt2_special_tokens_and_identity(gpt2_files):
-    tok = _gpt2(gpt2_files)
+    tok = _gpt2(gpt2_files, legacy=True)
     assert tok.eod == tok.eos == gpt2_files.vocab_dict["<|endoftext|>"]
     assert tok.vocab_size == len(gpt2_files.vocab_dict)
     assert tok.inv_vocab[tok.eod] == "<|endoftext|>"
-    # Megatron-LM encodes the literal text of the eod token as ordinary text.
+    # Megatron-LM's legacy class encodes the literal text of the eod token as ordinary text.
     assert tok.eod not in tok.tokenize("end<|endoftext|>start")
     with pytest.raises(NotImplementedError, match="pad"):
         tok.pad
@@ -130,6 +130,14 @@ def test_gpt2_special_tokens_and_identity(gpt2_files):
         "class": "_GPT2BPETokenizer",
         "tokenizer_path": [str(gpt2_files.vocab), str(gpt2_files.merges)],
     }
+    # Current mode (transformers' GPT-2 behind megatron-core): the text is the eod token.
+    current = _gpt2(gpt2_files)
+    assert current.tokenize("end<|endoftext|>start") == [
+        *tok.tokenize("end"), tok.eod, *tok.tokenize("start")]
+    assert (current.eod, current.bos, current.cls, current.sep) == (tok.eod,) * 4
+    assert current.pad is None and current.mask is None
+    assert current.vocab_size == tok.vocab_size
+    assert json.loads(current.unique_description)["tokenizer_path"] == "GPT2BPETokenizer"
 
 
 def test_gpt2_merges_file_read_like_megatron(gpt2_files, tmp_path):
@@ -197,10 +205,18 @@ def test_huggingface_applies_post_processor_like_transformers(tmp_path):
     tok.save(str(tmp_path / "tokenizer.json"))
     (tmp_path / "special_tokens_map.json").write_text(
         json.dumps({"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<unk>"}))
-    hf = build_tokenizer("HuggingFaceTokenizer", tokenizer_model=str(tmp_path))
+    hf = build_tokenizer("HuggingFaceTokenizer", tokenizer_model=str(tmp_path), legacy=True)
     assert hf.tokenize("hello world") == [0, 3, 4]  # a Llama-style file adds its BOS
     assert hf.tokenize_batch(["world", "hello"]) == [[0, 4], [0, 3]]
     assert (hf.bos, hf.eod, hf.pad, hf.vocab_size) == (0, 1, 2, 5)
+    # Current mode: megatron-core's tokenize() leaves the post-processor out, unless asked.
+    current = build_tokenizer("HuggingFaceTokenizer", tokenizer_model=str(tmp_path))
+    assert current.tokenize("hello world") == [3, 4]
+    assert current.tokenize_batch(["world", "hello"]) == [[4], [3]]
+    assert (current.bos, current.eod, current.pad, current.cls, current.sep) == (0, 1, 2, 0, 1)
+    included = build_tokenizer("HuggingFaceTokenizer", tokenizer_model=str(tmp_path),
+                               include_special_tokens=True)
+    assert included.tokenize_batch(["world", "hello"]) == [[0, 4], [0, 3]]
 
 
 def test_huggingface_folder_errors(tmp_path):
@@ -239,7 +255,7 @@ def test_sentencepiece_special_tokens_follow_megatron(sp_model):
     sp = spm.SentencePieceProcessor(model_file=str(sp_model))
     n = sp.get_piece_size()
     tok = build_tokenizer("SentencePieceTokenizer", tokenizer_model=str(sp_model),
-                          vocab_extra_ids=2)
+                          vocab_extra_ids=2, legacy=True)
     # Added after the pieces in Megatron-LM's order; the model's own <s> / </s> are reused and
     # its missing pad (id -1) becomes a new <PAD>.
     assert (tok.cls, tok.sep, tok.eod, tok.mask, tok.pad) == (n, n + 1, n + 2, n + 3, n + 4)
@@ -253,6 +269,13 @@ def test_sentencepiece_special_tokens_follow_megatron(sp_model):
     assert tok.tokenize_batch([text, "fox"]) == [expected, sp.encode("fox")]
     assert tok.detokenize(expected) == "fox <EOD> dog <s>  <extra_id_1> "
     assert json.loads(tok.unique_description)["vocab_extra_ids"] == "2"
+    # Current mode: the plain model; those spellings are text, sentinels are not added.
+    current = build_tokenizer("SentencePieceTokenizer", tokenizer_model=str(sp_model),
+                              vocab_extra_ids=2)
+    assert current.tokenize(text) == current.tokenize_batch([text])[0] == sp.encode(text)
+    assert current.vocab_size == n and (current.eod, current.pad) == (sp.eos_id(), sp.pad_id())
+    with pytest.raises(NotImplementedError, match="cls"):
+        current.cls
 
 
 def test_sentencepiece_round_trips(sp_model):
@@ -274,13 +297,22 @@ def test_gpt_sentencepiece_and_llama2(sp_model):
     text = "The quick brown fox\n  indented"
     assert gpt.tokenize(text) == sp.encode(text)
     assert gpt.detokenize(gpt.tokenize(text)) == text  # identity normalization + byte fallback
-    assert llama.tokenize(text) == [sp.bos_id(), *sp.encode(text)]
-    for tok in (gpt, llama):
+    assert llama.tokenize(text) == sp.encode(text)  # current mode: no bos in front
+    legacy_llama = build_tokenizer("Llama2Tokenizer", tokenizer_model=str(sp_model), legacy=True)
+    assert legacy_llama.tokenize(text) == [sp.bos_id(), *sp.encode(text)]
+    assert legacy_llama.tokenize_batch([text]) == [[sp.bos_id(), *sp.encode(text)]]
+    legacy_gpt = build_tokenizer("GPTSentencePieceTokenizer", tokenizer_model=str(sp_model),
+                                 legacy=True)
+    for tok in (gpt, llama, legacy_gpt, legacy_llama):
         assert tok.vocab_size == sp.get_piece_size()
         assert tok.eod == tok.eos == sp.eos_id() and tok.bos == sp.bos_id()
-        assert (tok.cls, tok.sep, tok.mask) == (-1, -1, -1)
         assert tok.additional_special_tokens_ids is None
         assert tok.tokenize("<EOD>") == tok.tokenize_batch(["<EOD>"])[0]  # no special matching
+    for tok in (legacy_gpt, legacy_llama):
+        assert (tok.cls, tok.sep, tok.mask) == (-1, -1, -1)
+    for tok in (gpt, llama):  # megatron-core has none of them
+        for name in ("cls", "sep", "mask"):
+            assert getattr(tok, name, None) is None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,7 +331,7 @@ def bert_vocab(tmp_path):
 
 
 def test_bert_lower_case(bert_vocab):
-    tok = build_tokenizer("BertWordPieceLowerCase", vocab_file=str(bert_vocab))
+    tok = build_tokenizer("BertWordPieceLowerCase", vocab_file=str(bert_vocab), legacy=True)
     v = tok.vocab
     words = lambda *ws: [v[w] for w in ws]  # noqa: E731
     assert tok.tokenize("The Quick, brown FOX!") == words("the", "quick", ",", "brown", "fox", "!")
@@ -314,10 +346,21 @@ def test_bert_lower_case(bert_vocab):
     assert tok.detokenize(words("un", "##aff", "##able", ".")) == "unaffable."
     ids = tok.tokenize("The quick, brown fox!")
     assert tok.tokenize(tok.detokenize(ids)) == ids
+    assert tok.tokenize("[CLS]") == words("[UNK]", "[UNK]", "[UNK]")  # text, in legacy mode
+    # Current mode (transformers' BERT): 100 characters at most, special tokens matched.
+    current = build_tokenizer("BertWordPieceLowerCase", vocab_file=str(bert_vocab))
+    assert current.tokenize("x" * 100) == words("x", *["##x"] * 99)
+    assert current.tokenize("x" * 101) == [v["[UNK]"]]
+    assert current.tokenize("fox[CLS]the [MASK].") == words("fox", "[CLS]", "the", "[MASK]", ".")
+    assert current.tokenize("[cls]") == tok.tokenize("[cls]")  # matched as written only
+    assert current.tokenize("The Quick, brown FOX!") == tok.tokenize("The Quick, brown FOX!")
+    assert (current.bos, current.eos, current.eod) == (v["[CLS]"], v["[SEP]"], v["[SEP]"])
+    assert current.vocab_size == len(BERT_VOCAB)
 
 
 def test_bert_case_and_special_tokens(bert_vocab):
-    tok = build_tokenizer("BertWordPieceCase", vocab_file=str(bert_vocab), vocab_extra_ids=3)
+    tok = build_tokenizer("BertWordPieceCase", vocab_file=str(bert_vocab), vocab_extra_ids=3,
+                          legacy=True)
     n = len(BERT_VOCAB)
     assert tok.tokenize("The Quick Café") == [tok.vocab[w] for w in ("The", "Quick", "Café")]
     assert tok.tokenize("FOX") == [tok.vocab["[UNK]"]]
@@ -327,6 +370,11 @@ def test_bert_case_and_special_tokens(bert_vocab):
     assert tok.vocab_size == n + 5
     assert tok.tokenize_batch(["The fox", ""]) == [tok.tokenize("The fox"), []]
     assert json.loads(tok.unique_description)["lower_case"] == "False"
+    # Current mode: megatron-core gives the cased type 100 sentinels, whatever the flag says.
+    current = build_tokenizer("BertWordPieceCase", vocab_file=str(bert_vocab), vocab_extra_ids=3)
+    assert current.vocab_size == n + 100 and current.eod == current.sep == 3
+    assert current.additional_special_tokens_ids == list(range(n, n + 100))
+    assert current.tokenize("The<extra_id_7>x") == [tok.vocab["The"], n + 7, tok.vocab["x"]]
 
 
 def test_bert_vocab_without_specials_is_rejected(tmp_path):
@@ -340,11 +388,16 @@ def test_bert_vocab_without_specials_is_rejected(tmp_path):
 # Null and byte tokenizers
 
 def test_null_tokenizer():
-    tok = build_tokenizer("NullTokenizer", vocab_size=1000)
+    tok = build_tokenizer("NullTokenizer", vocab_size=1000, legacy=True)
     assert tok.tokenize("5 17 999") == [5, 17, 999]
     assert tok.detokenize([5, 17, 999]) == "5 17 999"
     assert (tok.eod, tok.eos, tok.vocab_size) == (1000, 1000, 1001)
     assert tok.offsets([5, 17], "5 17") == [0, 2]
+    current = build_tokenizer("NullTokenizer", vocab_size=1000)
+    assert (current.eod, current.vocab_size) == (1000, 1001)
+    assert current.tokenize("5 17 999") == [5, 17, 999]
+    for name in ("eos", "bos", "pad", "cls", "sep", "mask"):  # megatron-core has eod only
+        assert getattr(current, name, None) is None
     with pytest.raises(ValueError, match="integer ids"):
         tok.tokenize("hello")
     with pytest.raises(ValueError, match="--vocab-size"):
@@ -398,9 +451,9 @@ def test_padded_vocab_size(tp, expected):
 
 
 def test_training_build_tokenizer_sets_padded_size(capsys):
-    args = types.SimpleNamespace(tokenizer_type="NullTokenizer", vocab_size=50256, rank=0,
-                                 make_vocab_size_divisible_by=128, tensor_model_parallel_size=2,
-                                 padded_vocab_size=None)
+    from tests.flag_defaults import default_args
+    args = default_args(tokenizer_type="NullTokenizer", vocab_size=50256, rank=0,
+                        make_vocab_size_divisible_by=128, tensor_model_parallel_size=2, padded_vocab_size=None)
     tok = build_from_args(args)
     assert tok.vocab_size == 50257 and args.padded_vocab_size == 50432
     assert " > padded vocab (size: 50257) with 175 dummy tokens (new size: 50432)" in (

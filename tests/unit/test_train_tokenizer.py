@@ -49,19 +49,22 @@ def test_training_is_deterministic(corpus, tmp_path):
                 assert fa.read() == fb.read(), (kind, name)
 
 
-def test_sentencepiece_model_loads_in_all_three_types(corpus, tmp_path):
+@pytest.mark.parametrize("legacy", [False, True])
+def test_sentencepiece_model_loads_in_all_three_types(corpus, tmp_path, legacy):
     paths = train_tokenizer([str(corpus)], str(tmp_path / "sp"), "sentencepiece", vocab_size=700)
     model = paths["tokenizer.model"]
-    gpt = build_tokenizer("GPTSentencePieceTokenizer", tokenizer_model=model)
-    llama = build_tokenizer("Llama2Tokenizer", tokenizer_model=model)
-    general = build_tokenizer("SentencePieceTokenizer", tokenizer_model=model)
-    assert gpt.vocab_size == 700 and general.vocab_size == 700 + 5  # <CLS> <SEP> <EOD> ...
+    gpt = build_tokenizer("GPTSentencePieceTokenizer", tokenizer_model=model, legacy=legacy)
+    llama = build_tokenizer("Llama2Tokenizer", tokenizer_model=model, legacy=legacy)
+    general = build_tokenizer("SentencePieceTokenizer", tokenizer_model=model, legacy=legacy)
+    # Legacy SentencePieceTokenizer adds <CLS> <SEP> <EOD> <MASK> <PAD>; the current one nothing.
+    assert gpt.vocab_size == 700 and general.vocab_size == 700 + (5 if legacy else 0)
     for text in SAMPLES:
         ids = gpt.tokenize(text)
         assert gpt.detokenize(ids) == text  # no normalization, byte fallback: exact
-        assert llama.tokenize(text) == [llama.bos, *ids]
+        assert llama.tokenize(text) == ([llama.bos] if legacy else []) + ids
         assert general.tokenize(text) == ids
     assert (gpt.bos, gpt.eod, gpt.pad) == (1, 2, -1)
+    assert general.eod == (700 + 2 if legacy else 2)  # <EOD>, or the model's eos
 
 
 def test_inputs_gz_glob_and_limits(corpus, tmp_path):
@@ -99,3 +102,9 @@ def test_command_line_prints_next_steps(corpus, tmp_path, capsys):
     assert "trained a bpe tokenizer with 400 tokens" in printed
     assert f"--tokenizer-type GPT2BPETokenizer --vocab-file {out}/vocab.json" in printed
     assert f"--tokenizer-type HuggingFaceTokenizer --tokenizer-model {out}" in printed
+    assert "--legacy-tokenizer" not in printed
+    main(["--input", str(corpus), "--type", "sentencepiece", "--vocab-size", "600",
+          "--output-dir", str(tmp_path / "sp"), "--max-documents", "20", "--legacy-tokenizer"])
+    printed = capsys.readouterr().out
+    # The flag goes into both commands it prints, so preprocessing and training agree.
+    assert printed.count("--legacy-tokenizer") == 3

@@ -3,6 +3,9 @@
     from megatron.core.tokenizers import build_tokenizer
     tok = build_tokenizer("GPT2BPETokenizer", vocab_file="vocab.json", merge_file="merges.txt")
 
+``legacy=True`` (``--legacy-tokenizer``) gives Megatron-LM's older ids instead of its current
+ones; docs/data.md has the table of what differs per family.
+
 The family classes are importable from here too; they load lazily so that importing this
 package does not import ``tokenizers`` or ``sentencepiece``.
 """

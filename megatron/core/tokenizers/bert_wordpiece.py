@@ -9,11 +9,25 @@ in corners (it also drops private-use / unassigned characters and strips all com
 2. lower-case only: lower-case (with Python's final-sigma rule), NFD, drop non-spacing marks (Mn);
 3. split on whitespace, isolate CJK ideographs and punctuation (ASCII non-alphanumerics and P*);
 4. greedy longest-match WordPiece with "##" continuations, [UNK] for words over 200 characters
-   or with no match.
-"""
-from typing import Dict, List
+   (legacy) or 100 (current) or with no match.
 
-from megatron.core.tokenizers.base import MegatronTokenizer, clean_up_tokenization
+Current mode (Megatron-LM's default) builds transformers' BERT tokenizer from the hub names
+bert-large-uncased / bert-large-cased with your --vocab-file. On top of the steps above that
+means: [PAD], [UNK], [CLS], [SEP] and [MASK] written in the text (exactly so, before any
+lower-casing) are those tokens; BertWordPieceCase also adds the 100 sentinels <extra_id_0> ...
+<extra_id_99> (new ids after the file's tokens, matched in the text too); words over 100
+characters are [UNK]; nothing else is added, bos = [CLS] and eos = eod = [SEP]. Legacy mode
+(Google BERT's tokenizer in Megatron-LM) matches nothing in the text, appends [BOS] and [EOS]
+(eod = [EOS]) and ``--vocab-extra-ids`` sentinels.
+"""
+from typing import Dict, List, Optional
+
+from megatron.core.errors import DataError
+from megatron.core.tokenizers.base import (
+    MegatronTokenizer,
+    clean_up_tokenization,
+    current_identifiers,
+)
 
 # The CJK blocks BERT isolates as single-character words.
 _CJK_CLASS = (
@@ -22,7 +36,11 @@ _CJK_CLASS = (
 )
 # Every ASCII character that is not a letter, digit or space counts as punctuation, as do P*.
 _PUNCTUATION_CLASS = r"[\x{21}-\x{2F}\x{3A}-\x{40}\x{5B}-\x{60}\x{7B}-\x{7E}\p{P}]"
-_MAX_WORD_CHARS = 200
+_MAX_WORD_CHARS = 200  # Google BERT's (legacy)
+_MAX_WORD_CHARS_CURRENT = 100  # transformers'
+_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+# megatron-core gives BertWordPieceCase (only) these sentinels, whatever --vocab-extra-ids says.
+_CASED_SENTINELS = tuple(f"<extra_id_{i}>" for i in range(100))
 # A capital sigma after a cased letter (case-ignorable characters between are skipped) and not
 # followed by one: where Python's str.lower() writes a final sigma.
 _CASED = r"[\p{Cased}&&\P{Case_Ignorable}]"
@@ -35,13 +53,18 @@ def load_vocab_txt(vocab_file: str) -> Dict[str, int]:
     A repeated token keeps the id of its last line, and the line numbers still count it.
     """
     vocab: Dict[str, int] = {}
-    with open(vocab_file, encoding="utf-8") as f:
-        for index, line in enumerate(f):
-            vocab[line.strip()] = index
+    try:
+        with open(vocab_file, encoding="utf-8") as f:
+            for index, line in enumerate(f):
+                vocab[line.strip()] = index
+    except UnicodeDecodeError as err:
+        raise DataError(f"--vocab-file {vocab_file}: expected a BERT vocab.txt (one token a "
+                        f"line), but it is not UTF-8 text ({err})") from err
     return vocab
 
 
-def build_wordpiece(vocab: Dict[str, int], lower_case: bool):
+def build_wordpiece(vocab: Dict[str, int], lower_case: bool,
+                    max_word_chars: int = _MAX_WORD_CHARS):
     from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
 
     steps = [
@@ -61,7 +84,7 @@ def build_wordpiece(vocab: Dict[str, int], lower_case: bool):
         models.WordPiece(
             vocab=vocab,
             unk_token="[UNK]",
-            max_input_chars_per_word=_MAX_WORD_CHARS,
+            max_input_chars_per_word=max_word_chars,
             continuing_subword_prefix="##",
         )
     )
@@ -79,27 +102,42 @@ def build_wordpiece(vocab: Dict[str, int], lower_case: bool):
 
 
 class BertWordPieceTokenizer(MegatronTokenizer):
-    """Megatron-LM adds [BOS] and [EOS] (eod = [EOS]) and ``vocab_extra_ids`` sentinels
-    <extra_id_0>, ... after the file's tokens when the file lacks them."""
+    """Legacy: Megatron-LM adds [BOS] and [EOS] (eod = [EOS]) and ``vocab_extra_ids`` sentinels
+    <extra_id_0>, ... after the file's tokens when the file lacks them. Current: see above."""
 
     megatron_class_name = "_BertWordPieceTokenizer"
 
-    def __init__(self, vocab_file: str, lower_case: bool = True, vocab_extra_ids: int = 0):
+    def __init__(self, vocab_file: str, lower_case: bool = True, vocab_extra_ids: int = 0,
+                 legacy: bool = False, use_fast: bool = False, trust_remote_code: bool = False):
         super().__init__(vocab_file, lower_case=lower_case, vocab_extra_ids=vocab_extra_ids)
+        self.legacy = legacy
         self._vocab = load_vocab_txt(vocab_file)
         self._inv_vocab = {i: t for t, i in self._vocab.items()}
         missing = [t for t in ("[CLS]", "[SEP]", "[PAD]", "[MASK]") if t not in self._vocab]
         if missing:
-            raise ValueError(
+            raise DataError(
                 f"--vocab-file {vocab_file}: expected a BERT vocab.txt with [CLS], [SEP], [PAD] "
                 f"and [MASK]; missing {missing}"
             )
-        self._bos = self._add_token("[BOS]")
-        self._eos = self._add_token("[EOS]")
-        self._sentinels = [f"<extra_id_{i}>" for i in range(vocab_extra_ids)]
+        if legacy:
+            self._bos = self._add_token("[BOS]")
+            self._eos = self._add_token("[EOS]")
+            self._sentinels = [f"<extra_id_{i}>" for i in range(vocab_extra_ids)]
+        else:
+            self._bos, self._eos = self._vocab["[CLS]"], self._vocab["[SEP]"]
+            self._sentinels = [] if lower_case else list(_CASED_SENTINELS)
+            self._set_identifiers(current_identifiers(
+                "BertWordPieceLowerCase" if lower_case else "BertWordPieceCase",
+                additional_special_tokens=self._sentinels, vocab_file=vocab_file,
+                merges_file=None, use_fast=use_fast, trust_remote_code=trust_remote_code,
+                include_special_tokens=False))
         for token in self._sentinels:
             self._add_token(token)
-        self._tokenizer = build_wordpiece(self._vocab, lower_case)
+        max_word_chars = _MAX_WORD_CHARS if legacy else _MAX_WORD_CHARS_CURRENT
+        self._tokenizer = build_wordpiece(self._vocab, lower_case, max_word_chars)
+        if not legacy:  # matched in the raw text, before normalization, as transformers does
+            specials = [t for t in _SPECIAL_TOKENS if t in self._vocab] + self._sentinels
+            self._tokenizer.add_special_tokens(specials)
 
     def _add_token(self, token: str) -> int:
         if token not in self._vocab:
@@ -158,5 +196,5 @@ class BertWordPieceTokenizer(MegatronTokenizer):
         return self._eos
 
     @property
-    def additional_special_tokens_ids(self) -> List[int]:
+    def additional_special_tokens_ids(self) -> Optional[List[int]]:
         return [self._vocab[t] for t in self._sentinels]

@@ -132,6 +132,7 @@ def parse_args(extra_args_provider=None, ignore_unknown_args=False, argv=None):
     # override world_size when the caller knows better.
     args.rank = int(os.getenv("RANK", "0"))
     args.world_size = int(os.getenv("WORLD_SIZE", "1"))
+    args.padded_vocab_size = None  # derived: build_tokenizer (or a checkpoint's arguments) sets it
     return args
 
 

@@ -36,8 +36,21 @@ group.value("--tiktoken-num-special-tokens", type=int, default=1000, state=UNSUP
             help="How many special tokens the tiktoken tokenizer reserves.")
 group.value("--tiktoken-special-tokens", nargs="+", state=UNSUPPORTED,
             note="TikTokenizer is not available", help="Special tokens of the tiktoken tokenizer.")
-group.switch("--legacy-tokenizer", state=IMPL_CHOICE,
-             note="there is one tokenizer implementation; the flag changes nothing",
-             help="Use Megatron's older tokenizer classes.")
+group.switch("--legacy-tokenizer",
+             help="Token ids of Megatron-LM's older tokenizer classes (core_v0.15) instead of "
+                  "its current megatron.core.tokenizers ones; docs/data.md lists what differs.")
+group.switch("--tokenizer-hf-include-special-tokens",
+             help="HuggingFaceTokenizer: add the tokens of the file's post-processor (a BOS in "
+                  "front, ...) to every text, as transformers' tokenizer(text) does. Always so "
+                  "with --legacy-tokenizer.")
+group.switch("--tokenizer-hf-use-fast", state=IMPL_CHOICE,
+             note="Hugging Face tokenizers always run in the tokenizers library (the fast one)",
+             help="Use the fast (Rust) Hugging Face tokenizer.")
+group.switch("--tokenizer-sentencepiece-legacy", state=UNSUPPORTED,
+             note="use --legacy-tokenizer for Megatron-LM's older SentencePiece special tokens",
+             help="megatron-core's SentencePiece wrapper matching its special tokens in the text.")
+group.value("--tokenizer-special-tokens", nargs="+", state=UNSUPPORTED,
+            note="add special tokens to the tokenizer file itself",
+            help="Special tokens to add to the tokenizer's vocabulary.")
 group.switch("--trust-remote-code",
              help="Let a Hugging Face tokenizer run code shipped with it.")
