@@ -10,6 +10,8 @@ status 130. Nothing final-named is written in either case.
 """
 from typing import List, Optional
 
+from megatron.preprocess.exit_status import exit_status, run_main
+
 PROG = "preprocess_data.py"
 
 
@@ -24,8 +26,9 @@ def _main(argv: Optional[List[str]]) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from megatron.cli.guard import run_main
-    return run_main(_main, PROG, argv)
+    """The command's exit status (0, 2 for bad input, 130 for Ctrl-C); bad input is printed as
+    one line by megatron.cli.guard. Returns instead of exiting, so that it can be called in-process."""
+    return exit_status(lambda: run_main(_main, PROG, argv))
 
 
 if __name__ == "__main__":
