@@ -66,7 +66,6 @@ def build_sample_idx(
     # ends[k] = tokens in the first k + 1 documents of the stream.
     stream_sizes = sizes[document_indices]
     ends = numpy.cumsum(stream_sizes, dtype=numpy.int64)
-    del stream_sizes  # re-gathered per chunk below: keeps the peak memory at one such array
     total_tokens = int(ends[-1]) if num_docs else 0
 
     sample_idx = numpy.empty((num_samples + 1, 2), dtype=dtype)
@@ -77,8 +76,10 @@ def build_sample_idx(
     # temporaries small and let a progress line move; the result does not depend on them.
     for begin in range(0, num_samples, _SAMPLES_PER_CHUNK):
         end = min(begin + _SAMPLES_PER_CHUNK, num_samples)
-        last_token = numpy.arange(begin + 1, end + 1, dtype=numpy.int64)
-        last_token *= sequence_length
+        last_token = numpy.arange(
+            (begin + 1) * sequence_length, (end + 1) * sequence_length, sequence_length,
+            dtype=numpy.int64,
+        )
         if not extra:
             last_token -= 1
         in_range = int(numpy.searchsorted(last_token, total_tokens, side="left"))
@@ -88,7 +89,7 @@ def build_sample_idx(
         # Offset in that document = token - (its end - its size), + 1 when the sample reads L.
         offsets = last_token
         offsets -= ends[doc_position]
-        offsets += sizes[document_indices[doc_position]]
+        offsets += stream_sizes[doc_position]
         if not extra:
             offsets += 1
         rows[begin : begin + in_range, 0] = doc_position
@@ -97,7 +98,7 @@ def build_sample_idx(
             # Only without drop-last: the stream runs out, and C++ pins the row to the last document.
             last_doc = num_docs - 1
             rows[begin + in_range : end, 0] = last_doc
-            rows[begin + in_range : end, 1] = int(sizes[document_indices[last_doc]]) - extra
+            rows[begin + in_range : end, 1] = int(stream_sizes[last_doc]) - extra
         if progress is not None:
             progress(end - begin)
     return sample_idx
