@@ -11,8 +11,8 @@ from typing import List
 from megatron.core.datasets.indexed_dataset import IndexedDataset, get_bin_path, get_idx_path
 from megatron.core.datasets.indexed_dataset_builder import IndexedDatasetBuilder
 from megatron.core.datasets.progress import PhaseProgress
-from megatron.core.datasets.temp_files import remove_dead_temporaries
 from megatron.core.errors import ConfigError, DataError, MissingFileError
+from megatron.preprocess.outputs import prepare_output_directory
 
 
 def dataset_prefixes(folder: str) -> List[str]:
@@ -55,14 +55,7 @@ def merge_datasets(folder: str, output_prefix: str, multimodal: bool = False, lo
             f"--input {folder}: the datasets have different token dtypes ({listing}); only "
             "datasets made with the same tokenizer (vocabulary size) can be merged"
         )
-    directory = os.path.dirname(output) or "."
-    try:
-        os.makedirs(directory, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(f"--output-prefix {output_prefix}: cannot create {directory} ({err.strerror})") from None
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise ConfigError(f"--output-prefix {output_prefix}: {directory} is not writable")
-    remove_dead_temporaries(directory, log)
+    prepare_output_directory(output_prefix, log)
     builder = IndexedDatasetBuilder(
         get_bin_path(output_prefix), dtype=dtypes[prefixes[0]], multimodal=multimodal
     )

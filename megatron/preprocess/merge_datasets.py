@@ -8,7 +8,7 @@ import argparse
 import sys
 from typing import List, Optional
 
-from megatron.preprocess.exit_status import exit_status, run_main
+from megatron.preprocess.exit_status import run_command
 
 PROG = "merge_datasets.py"
 
@@ -38,9 +38,8 @@ def _main(argv: Optional[List[str]]) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """The command's exit status (0, 2 for bad input, 130 for Ctrl-C); bad input is printed as
-    one line by megatron.cli.guard. Returns instead of exiting, so that it can be called in-process."""
-    return exit_status(lambda: run_main(_main, PROG, argv))
+    """The exit status (0; 2 for bad input, printed as one line; 130 for Ctrl-C), returned."""
+    return run_command(_main, PROG, argv)
 
 
 if __name__ == "__main__":

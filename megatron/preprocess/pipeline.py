@@ -12,7 +12,6 @@ command): ConfigError for a flag, MissingFileError for an input that is not ther
 """
 
 import multiprocessing
-import os
 import sys
 import time
 from collections import deque
@@ -21,7 +20,6 @@ from typing import Callable, Dict, List, Sequence
 
 from megatron.core.datasets.indexed_dataset import DType, get_bin_path, get_idx_path
 from megatron.core.datasets.indexed_dataset_builder import IndexedDatasetBuilder
-from megatron.core.datasets.temp_files import remove_dead_temporaries
 from megatron.core.errors import ConfigError, DataError
 from megatron.preprocess.encoding import (
     EncodedChunk,
@@ -30,6 +28,7 @@ from megatron.preprocess.encoding import (
     start_worker,
 )
 from megatron.preprocess.inputs import ChunkReader, find_input_files
+from megatron.preprocess.outputs import prepare_output_directory
 from megatron.preprocess.progress import ProgressReporter
 
 DEFAULT_CHUNK_BYTES = 1 << 20
@@ -112,18 +111,6 @@ def _check(config: PreprocessConfig) -> None:
         raise ConfigError(f"--log-interval must be at least 1, got {config.log_interval}")
 
 
-def _prepare_output_directories(prefixes: Dict[str, str], log) -> None:
-    for prefix in prefixes.values():
-        directory = os.path.dirname(os.path.abspath(prefix))
-        try:
-            os.makedirs(directory, exist_ok=True)
-        except OSError as err:
-            raise ConfigError(f"--output-prefix {prefix}: cannot create {directory} ({err.strerror})") from None
-        if not os.access(directory, os.W_OK | os.X_OK):
-            raise ConfigError(f"--output-prefix {prefix}: {directory} is not writable")
-        remove_dead_temporaries(directory, log)
-
-
 def _no_documents(config: PreprocessConfig, files: List[str], summary) -> DataError:
     names = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
     what = "holds no document"
@@ -172,7 +159,8 @@ def preprocess(
     start = time.perf_counter()
     files = find_input_files(config.input)
     prefixes = output_prefixes(config)
-    _prepare_output_directories(prefixes, log)
+    for prefix in prefixes.values():
+        prepare_output_directory(prefix, log)
     tokenizer = tokenizer_factory()
     dtype = DType.optimal_dtype(tokenizer.vocab_size)
     splitter = None

@@ -14,10 +14,9 @@ import pytest
 from megatron.core.datasets.blended_megatron_dataset_config import parse_and_normalize_split
 from megatron.training.arguments import ConfigError, parse_and_validate
 
+from tests.unit.test_arguments import BASE  # a small valid run on mock data
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BASE = ("--num-layers 2 --hidden-size 64 --num-attention-heads 4 --seq-length 32 "
-        "--max-position-embeddings 32 --micro-batch-size 2 --lr 1e-3 --train-iters 10 "
-        "--mock-data").split()
 
 
 @pytest.fixture(autouse=True)

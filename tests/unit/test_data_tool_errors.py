@@ -10,7 +10,6 @@ import struct
 import subprocess
 import sys
 
-import numpy
 import pytest
 
 from megatron.core.datasets.indexed_dataset import IndexedDataset
@@ -187,15 +186,11 @@ def test_temporaries_of_dead_runs_are_removed_and_live_ones_kept(tmp_path, capsy
 
 def test_index_cache_temporaries_of_dead_processes_are_removed(tmp_path):
     from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
-    from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
-    from megatron.core.datasets.indexed_dataset_builder import IndexedDatasetBuilder
+    from megatron.core.datasets.gpt_dataset import GPTDataset
     from megatron.core.datasets import temp_files
+    from tests.dataset_helpers import gpt_config, write_documents
 
-    prefix = str(tmp_path / "data")
-    builder = IndexedDatasetBuilder(prefix + ".bin", dtype=numpy.uint16)
-    for i in range(20):
-        builder.add_document(numpy.arange(1, 30, dtype=numpy.uint16), [29])
-    builder.finalize(prefix + ".idx")
+    prefix = write_documents(str(tmp_path / "data"), [29] * 20)
     cache = tmp_path / "cache"
     cache.mkdir()
     host, dead = this_host(), dead_pid()
@@ -205,12 +200,7 @@ def test_index_cache_temporaries_of_dead_processes_are_removed(tmp_path):
     live.write_bytes(b"half")
     temp_files._swept.clear()
 
-    class Tokenizer:
-        eod, unique_identifiers = 0, {"class": "T"}
-
-    config = GPTDatasetConfig(random_seed=1, sequence_length=16, blend=([prefix], None), split="1",
-                              path_to_cache=str(cache), tokenizer=Tokenizer(),
-                              reset_position_ids=False, reset_attention_mask=False, eod_mask_loss=False)
+    config = gpt_config(([prefix], None), path_to_cache=str(cache))
     BlendedMegatronDatasetBuilder(GPTDataset, [10, None, None], lambda: True, config).build()
     assert not stale.exists()
     assert live.exists()

@@ -8,31 +8,20 @@ import pytest
 
 from megatron.core.datasets import helpers, progress
 from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
-from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
-from megatron.core.datasets.indexed_dataset_builder import IndexedDatasetBuilder
+from megatron.core.datasets.gpt_dataset import GPTDataset
 from megatron.core.datasets.progress import PhaseProgress
 from megatron.core.datasets.split_checks import requested_but_empty_splits
 from megatron.core.datasets.utils import Split
 from megatron.core.errors import DataError
-
-
-class Tokenizer:
-    eod = 0
-    unique_identifiers = {"class": "ProgressTestTokenizer"}
+from tests.dataset_helpers import gpt_config, write_documents
 
 
 def write(prefix, lengths):
-    builder = IndexedDatasetBuilder(prefix + ".bin", dtype=numpy.uint16)
-    for length in lengths:
-        builder.add_document(numpy.arange(1, length + 1, dtype=numpy.uint16), [length])
-    builder.finalize(prefix + ".idx")
-    return prefix
+    return write_documents(prefix, lengths)
 
 
 def config(blend, split="1", seq_length=16, **overrides):
-    return GPTDatasetConfig(random_seed=1, sequence_length=seq_length, blend=blend, split=split,
-                            tokenizer=Tokenizer(), reset_position_ids=False,
-                            reset_attention_mask=False, eod_mask_loss=False, **overrides)
+    return gpt_config(blend, split=split, seq_length=seq_length, **overrides)
 
 
 @pytest.fixture

@@ -13,26 +13,16 @@ import pytest
 
 from megatron.core.datasets import fingerprint
 from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
-from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
-from megatron.core.datasets.indexed_dataset_builder import IndexedDatasetBuilder
-
-
-class Tokenizer:
-    eod = 0
-    unique_identifiers = {"class": "FingerprintTestTokenizer"}
+from megatron.core.datasets.gpt_dataset import GPTDataset
+from tests.dataset_helpers import gpt_config, write_documents
 
 
 def write(prefix, lengths):
-    builder = IndexedDatasetBuilder(prefix + ".bin", dtype=numpy.uint16)
-    for length in lengths:
-        builder.add_document(numpy.arange(1, length + 1, dtype=numpy.uint16), [length])
-    builder.finalize(prefix + ".idx")
+    write_documents(prefix, lengths)
 
 
 def build(prefix, cache):
-    config = GPTDatasetConfig(random_seed=5, sequence_length=16, blend=([prefix], None), split="1",
-                              path_to_cache=str(cache), tokenizer=Tokenizer(),
-                              reset_position_ids=False, reset_attention_mask=False, eod_mask_loss=False)
+    config = gpt_config(([prefix], None), seed=5, path_to_cache=str(cache))
     return BlendedMegatronDatasetBuilder(GPTDataset, [40, None, None], lambda: True, config).build()[0]
 
 
