@@ -22,9 +22,9 @@ def write_documents(prefix, lengths):
     return prefix
 
 
-def gpt_config(blend, split="1", seq_length=16, seed=1, **overrides):
+def gpt_config(blend, split="1", seq_length=16, seed=1, tokenizer=None, **overrides):
     from megatron.core.datasets.gpt_dataset import GPTDatasetConfig
 
     return GPTDatasetConfig(random_seed=seed, sequence_length=seq_length, blend=blend, split=split,
-                            tokenizer=Tokenizer(), reset_position_ids=False,
+                            tokenizer=tokenizer or Tokenizer(), reset_position_ids=False,
                             reset_attention_mask=False, eod_mask_loss=False, **overrides)

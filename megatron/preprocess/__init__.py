@@ -7,6 +7,11 @@
     pipeline.py    the worker pool, ordered streaming writes, atomic outputs, summary
     progress.py    docs/s, MB/s, progress bar and ETA lines
     options.py     the command line (Megatron's flags) -> PreprocessConfig
+    outputs.py     the output directory: created, writable, dead runs' temporaries removed
+    merge.py       tools/merge_datasets.py's merge of a folder of datasets
+    cli.py         the preprocess_data command: main(argv) -> status (python -m megatron.preprocess.cli)
+    merge_cli.py   the merge_datasets command: main(argv) -> status
+    exit_status.py one-line user errors (megatron.cli.guard) as a returned status
 """
 
 from megatron.preprocess.pipeline import PreprocessConfig, PreprocessError, PreprocessSummary, preprocess

@@ -58,7 +58,7 @@ def dead_pid():
 
 
 def test_preprocess_bad_input_is_one_line_with_status_2(tmp_path, capsys):
-    from megatron.preprocess import preprocess_data
+    from megatron.preprocess import cli as preprocess_data
 
     good = tmp_path / "in.jsonl"
     write_lines(good, [json.dumps({"text": "hello"})])
@@ -103,7 +103,7 @@ def test_allow_empty_writes_a_valid_empty_dataset(tmp_path):
 
 
 def test_ctrl_c_exits_130(monkeypatch, capsys):
-    from megatron.preprocess import pipeline, preprocess_data
+    from megatron.preprocess import cli as preprocess_data, pipeline
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -125,7 +125,7 @@ def _make_dataset(tmp_path, name, texts):
 
 
 def test_merge_bad_input_is_one_line_with_status_2(tmp_path, capsys):
-    from megatron.preprocess import merge_datasets
+    from megatron.preprocess import merge_cli as merge_datasets
 
     first = _make_dataset(tmp_path, "a", ["one", "two"])
     second = _make_dataset(tmp_path, "b", ["three", "four", "five"])
@@ -173,7 +173,7 @@ def test_temporaries_of_dead_runs_are_removed_and_live_ones_kept(tmp_path, capsy
     }
     for name in names:
         (out_dir / name).write_bytes(b"partial")
-    from megatron.preprocess import preprocess_data
+    from megatron.preprocess import cli as preprocess_data
 
     code, _, err = main_in_process(
         preprocess_data, ["--input", str(source), "--output-prefix", str(out_dir / "ds"), *BYTE], capsys)

@@ -237,3 +237,33 @@ def test_merge_datasets_concatenates_a_folder_in_name_order(tmp_path, capsys):
     assert tool.main(["--input", str(shards), "--output-prefix", str(tmp_path / "merged")]) == 0
     assert documents_of(str(tmp_path / "merged")) == [expected_tokens(t) for t in texts]
     assert "Merged 3 datasets" in capsys.readouterr().out
+
+
+def test_progress_lines_come_at_least_every_few_seconds_and_for_merges(tmp_path, monkeypatch):
+    import io
+
+    from megatron.core.datasets.progress import PhaseProgress
+    from megatron.preprocess.merge import merge_datasets
+    from megatron.preprocess.progress import ProgressReporter
+
+    # A large file of long documents: fewer than --log-interval documents, still lines.
+    stream = io.StringIO()
+    reporter = ProgressReporter(10**9, stream=stream, every_seconds=0.0)
+    reporter.update(3, 3 * 2**20, 0.25)
+    assert stream.getvalue().startswith("Processed 3 documents (")
+    quiet = io.StringIO()
+    ProgressReporter(10**9, stream=quiet).update(3, 3 * 2**20, 0.25)
+    assert quiet.getvalue() == ""
+
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for i in range(3):
+        write_jsonl(tmp_path / f"s{i}.jsonl", [{"text": t} for t in sample_texts(5, seed=i)])
+        run(shards, f"s{i}", input=str(tmp_path / f"s{i}.jsonl"), workers=1)
+    monkeypatch.setattr(PhaseProgress, "delay", 0.0)
+    monkeypatch.setattr(PhaseProgress, "interval", 0.0)
+    lines = []
+    merge_datasets(str(shards), str(tmp_path / "merged"), log=lines.append)
+    assert any(line.startswith(f"Merging 3 datasets into {tmp_path / 'merged'}: dataset 2/3 (s1_text_document)")
+               for line in lines), lines
+    assert lines[-1].startswith(f"Merging 3 datasets into {tmp_path / 'merged'}: done in")

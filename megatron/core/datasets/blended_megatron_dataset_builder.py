@@ -15,6 +15,7 @@ remaining ranks load what their node's leader wrote. Without torch.distributed, 
 simply built. Cache files are written atomically, so even ranks (or jobs) that race are safe.
 """
 
+import functools
 import logging
 import math
 import os
@@ -27,6 +28,7 @@ from megatron.core.datasets.blended_dataset import BlendedDataset
 from megatron.core.datasets.blended_megatron_dataset_config import BlendedMegatronDatasetConfig
 from megatron.core.datasets.megatron_dataset import LowLevelDataset, MegatronDataset
 from megatron.core.datasets.split_checks import warn_requested_but_empty
+from megatron.core import errors
 from megatron.core.datasets.utils import (
     Split,
     initialized_torch_distributed,
@@ -67,9 +69,36 @@ def run_in_build_phases(build: Callable[[], Any], synchronize_ranks: bool = True
         if phase < 2:
             # Reach the barriers even after a failure, so that the other ranks do not hang.
             dist.barrier()
+    _raise_if_any_rank_failed(dist, failure)
+    return result
+
+
+def _reraise(error: BaseException) -> None:
+    raise error
+
+
+def _raise_if_any_rank_failed(dist, failure: Optional[BaseException]) -> None:
+    """Every rank learns whether one failed, and then raises too: a rank that went on would wait
+    in the next collective for one that stopped (only some ranks read data, e.g. TP rank 0). A bad
+    input (a UserError) is raised alike everywhere, so that it is reported once."""
+    mine = None if failure is None else (type(failure).__name__, str(failure), dist.get_rank())
+    reports = [None] * dist.get_world_size()
+    dist.all_gather_object(reports, mine)
+    first = next((report for report in reports if report is not None), None)
+    if first is None:
+        return
+    name, message, rank = first
+    kind = getattr(errors, name, None)
+    if isinstance(kind, type) and issubclass(kind, errors.UserError):
+        raised = failure if isinstance(failure, kind) and str(failure) == message else kind(message)
+        raised.same_on_every_rank = True
+        if raised is failure:
+            raise failure
+        raise raised from None
     if failure is not None:
         raise failure
-    return result
+    raise RuntimeError(f"rank {rank} failed while building the datasets ({name}: {message}); its "
+                       "traceback is in its own output")
 
 
 class BlendedMegatronDatasetBuilder:
@@ -281,7 +310,14 @@ class BlendedMegatronDatasetBuilder:
                     run_in_build_phases(lambda: None, synchronize_ranks)
             return [None] * len(Split)
 
-        low_level_dataset = self.cls.build_low_level_dataset(dataset_path, self.config)
+        try:
+            low_level_dataset = self.cls.build_low_level_dataset(dataset_path, self.config)
+        except Exception as error:
+            # The other ranks are about to enter this prefix's build phases: meet them there
+            # and fail together (a damaged .idx is found on the ranks that read data only).
+            if synchronize_ranks and initialized_torch_distributed() is not None and any(split):
+                run_in_build_phases(functools.partial(_reraise, error), synchronize_ranks)
+            raise
         num_elements = self.cls.numel_low_level_dataset(low_level_dataset)
         datasets = []
         for i, split_name in enumerate(Split):

@@ -17,6 +17,8 @@ from typing import Any, Callable, Iterator, List, Optional
 
 import numpy
 
+from megatron.training.datasets.flags import with_declared_defaults
+
 
 def _check_layout(micro_batch_size: int, data_parallel_rank: int, data_parallel_size: int) -> None:
     if micro_batch_size is None or micro_batch_size <= 0:
@@ -218,7 +220,7 @@ def build_pretraining_data_loader(
     """A torch DataLoader over `dataset` for this data-parallel rank, resuming at consumed_samples.
 
     Keywords left None come from `args` (or the driver's global arguments: --micro-batch-size,
-    --dataloader-type, --num-workers, --data-sharding, --full-validation, --seed) and the data-
+    --dataloader-type, --num-workers, --full-validation, --seed) and the data-
     parallel layout from megatron.core.parallel_state (rank 0 of 1 when it is not initialised).
     dataloader_type 'external' returns the dataset unchanged. `seed` seeds the loader's worker
     processes, so any randomness inside them repeats across runs.
@@ -228,13 +230,14 @@ def build_pretraining_data_loader(
     import torch
 
     args = args if args is not None else _global_args()
+    # A partial namespace (a script's few flags) gets the declared defaults for the others.
+    flags = with_declared_defaults(args) if args is not None else None
 
     def setting(value, name, default):
         if value is not None:
             return value
-        if args is not None and getattr(args, name, None) is not None:
-            return getattr(args, name)
-        return default
+        from_flags = getattr(flags, name) if flags is not None else None
+        return default if from_flags is None else from_flags
 
     micro_batch_size = setting(micro_batch_size, "micro_batch_size", None)
     if micro_batch_size is None:
@@ -247,7 +250,9 @@ def build_pretraining_data_loader(
         data_parallel_size = size if data_parallel_size is None else data_parallel_size
     dataloader_type = setting(dataloader_type, "dataloader_type", "single")
     num_workers = setting(num_workers, "num_workers", 2)
-    data_sharding = setting(data_sharding, "data_sharding", True)
+    # No flag declares it here (Megatron-LM's --no-data-sharding sits among its vision flags):
+    # the keyword alone turns it off.
+    data_sharding = True if data_sharding is None else data_sharding
     full_validation = setting(full_validation, "full_validation", False)
     seed = setting(seed, "seed", None)
 

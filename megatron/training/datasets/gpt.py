@@ -16,16 +16,12 @@ from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegat
 from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig, MockGPTDataset
 from megatron.core.datasets.utils import get_blend_from_list, log_single_rank
 from megatron.core.errors import ConfigError, MissingFileError
+from megatron.training.datasets.flags import with_declared_defaults
 
 logger = logging.getLogger(__name__)
 
 # Megatron-LM's --split when --data-path comes without one.
 LEGACY_DEFAULT_SPLIT = "969, 30, 1"
-
-
-def _flag(args, name, default=None):
-    value = getattr(args, name, None)
-    return default if value is None else value
 
 
 def _read_blend_file(path: str, flag: str) -> List[str]:
@@ -38,10 +34,10 @@ def _read_blend_file(path: str, flag: str) -> List[str]:
 
 def get_blend_and_blend_per_split(args):
     """(blend, blend_per_split) from --data-path / --data-args-path or the per-split flags."""
-    data_path = _flag(args, "data_path")
-    data_args_path = _flag(args, "data_args_path")
-    per_split_path = _flag(args, "per_split_data_args_path")
-    split_paths = [_flag(args, f"{name}_data_path") for name in ("train", "valid", "test")]
+    args = with_declared_defaults(args)
+    data_path, data_args_path = args.data_path, args.data_args_path
+    per_split_path = args.per_split_data_args_path
+    split_paths = [args.train_data_path, args.valid_data_path, args.test_data_path]
 
     use_data_path = data_path is not None or data_args_path is not None
     use_per_split = per_split_path is not None or any(p is not None for p in split_paths)
@@ -76,13 +72,14 @@ def get_blend_and_blend_per_split(args):
 
 def gpt_dataset_config_from_args(args, tokenizer) -> GPTDatasetConfig:
     """The GPTDatasetConfig the flags describe (core_gpt_dataset_config_from_args of Megatron-LM's
-    pretrain_gpt.py)."""
+    pretrain_gpt.py). `args` may hold only some flags: the others take their declared defaults."""
     blend, blend_per_split = get_blend_and_blend_per_split(args)
-    mock = bool(_flag(args, "mock_data", False))
+    args = with_declared_defaults(args)
+    mock = bool(args.mock_data)
     if mock and (blend is not None or blend_per_split is not None):
         log_single_rank(logger, logging.WARNING, "--mock-data is set: ignoring the data paths")
         blend, blend_per_split = None, None
-    split = _flag(args, "split")
+    split = args.split
     if blend is not None and split is None:
         log_single_rank(
             logger,
@@ -98,28 +95,27 @@ def gpt_dataset_config_from_args(args, tokenizer) -> GPTDatasetConfig:
             f"--split {split} is ignored: each of --train/valid/test-data-path is a whole split",
         )
         split = None
-    seq_length = _flag(args, "seq_length")
-    if seq_length is None:
+    if args.seq_length is None:
         raise ConfigError("--seq-length is required to build GPT datasets")
     return GPTDatasetConfig(
-        random_seed=_flag(args, "seed", 1234),
-        sequence_length=seq_length,
+        random_seed=args.seed,
+        sequence_length=args.seq_length,
         blend=blend,
         blend_per_split=blend_per_split,
         split=split,
-        multiple_validation_sets=_flag(args, "multiple_validation_sets"),
-        full_validation=_flag(args, "full_validation"),
-        num_dataset_builder_threads=_flag(args, "num_dataset_builder_threads", 1),
-        path_to_cache=_flag(args, "data_cache_path"),
-        mmap_bin_files=_flag(args, "mmap_bin_files", True),
+        multiple_validation_sets=args.multiple_validation_sets,
+        full_validation=args.full_validation,
+        num_dataset_builder_threads=args.num_dataset_builder_threads,
+        path_to_cache=args.data_cache_path,
+        mmap_bin_files=args.mmap_bin_files,
         mock=mock,
         tokenizer=tokenizer,
-        reset_position_ids=bool(_flag(args, "reset_position_ids", False)),
-        reset_attention_mask=bool(_flag(args, "reset_attention_mask", False)),
-        eod_mask_loss=bool(_flag(args, "eod_mask_loss", False)),
-        create_attention_mask=_flag(args, "create_attention_mask_in_dataloader", True),
-        mid_level_dataset_surplus=_flag(args, "mid_level_dataset_surplus", 0.005),
-        allow_ambiguous_pad_tokens=bool(_flag(args, "allow_ambiguous_pad_tokens", False)),
+        reset_position_ids=bool(args.reset_position_ids),
+        reset_attention_mask=bool(args.reset_attention_mask),
+        eod_mask_loss=bool(args.eod_mask_loss),
+        create_attention_mask=args.create_attention_mask_in_dataloader,
+        mid_level_dataset_surplus=args.mid_level_dataset_surplus,
+        allow_ambiguous_pad_tokens=bool(args.allow_ambiguous_pad_tokens),
     )
 
 
