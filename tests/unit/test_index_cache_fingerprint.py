@@ -37,8 +37,10 @@ def data(tmp_path):
 
 
 def sidecars(cache):
+    """Our fingerprints of the cached indices (the directory also records the .idx check)."""
     directory = fingerprint.sidecar_directory(str(cache))
-    return sorted(os.listdir(directory)) if os.path.isdir(directory) else []
+    names = os.listdir(directory) if os.path.isdir(directory) else []
+    return sorted(name for name in names if name.endswith("-fingerprint.json"))
 
 
 def test_data_rewritten_with_the_same_shapes_rebuilds_the_indices(data, caplog):

@@ -73,7 +73,7 @@ def test_swapped_lengths_with_the_same_total_are_found(dataset):
     _refused(dataset, "sequence 3 starts at byte 16", "put it at byte 10")
 
 
-def test_first_pointer_and_negative_length(dataset):
+def test_first_pointer_must_be_zero(dataset):
     _patch(dataset, POINTERS_AT, "<q", 8)
     _refused(dataset, "sequence 0 starts at byte 8")
 
@@ -113,3 +113,20 @@ def test_each_file_is_checked_once_per_process(dataset, monkeypatch):
     for _ in range(3):
         IndexedDataset(dataset)
     assert calls == [1]
+
+
+def test_a_record_beside_the_cache_spares_later_runs_the_checks(dataset, tmp_path, monkeypatch):
+    calls = []
+    original = index_validation.check_lengths_and_pointers
+    monkeypatch.setattr(index_validation, "check_lengths_and_pointers",
+                        lambda *a: calls.append(1) or original(*a))
+    cache = str(tmp_path / "cache")
+    IndexedDataset(dataset, check_record_directory=cache)
+    indexed_dataset._VALIDATED.clear()  # as in a new process
+    IndexedDataset(dataset, check_record_directory=cache)
+    assert calls == [1]
+    # Any write to the .idx (here: damage in place) makes the record stale: checked again.
+    _patch(dataset, POINTERS_AT + 8 * 2, "<q", 1)
+    with pytest.raises(DataError, match="sequence 2 starts at byte 1"):
+        IndexedDataset(dataset, check_record_directory=cache)
+    assert calls == [1, 1]

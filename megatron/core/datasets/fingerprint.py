@@ -83,6 +83,29 @@ class IndexFingerprint:
         return asdict(self)
 
 
+def record_path(path_prefix: str, cache_directory: str, kind: str) -> str:
+    """Where our record of `kind` about the dataset `path_prefix` goes, beside `cache_directory`
+    (one per dataset: its name plus a hash of its absolute path, as datasets share directories)."""
+    tag = hashlib.md5(os.path.abspath(path_prefix).encode("utf-8"), usedforsecurity=False).hexdigest()
+    name = f"{kind}-{os.path.basename(path_prefix)}-{tag[:12]}.json"
+    return os.path.join(sidecar_directory(cache_directory), name)
+
+
+def was_checked(path: Optional[str], idx_path: str, bin_size: int) -> bool:
+    """True when the record at `path` says this very `.idx` (size, times, inode) passed the
+    consistency checks with a `.bin` of `bin_size` bytes."""
+    record = read_record(path) if path else None
+    return (record is not None and record.get("bin_size") == bin_size
+            and IndexFingerprint.same_file(record, idx_path))
+
+
+def remember_checked(path: Optional[str], idx_path: str, bin_size: int) -> None:
+    if path:
+        record = _identity(os.stat(idx_path))
+        record.update(idx_path=os.path.abspath(idx_path), bin_size=bin_size)
+        write_record(path, record)  # a read-only place: checked again next time, nothing else
+
+
 def read_record(path: str) -> Optional[dict]:
     """A sidecar's JSON object, or None when it is missing or unreadable."""
     try:

@@ -165,7 +165,9 @@ class GPTDataset(MegatronDataset):
     def build_low_level_dataset(dataset_path: str, config: GPTDatasetConfig):
         from megatron.core.datasets.indexed_dataset import IndexedDataset
 
-        return IndexedDataset(dataset_path, multimodal=False, mmap=config.mmap_bin_files)
+        cache = config.path_to_cache or default_cache_directory(dataset_path)
+        return IndexedDataset(dataset_path, multimodal=False, mmap=config.mmap_bin_files,
+                              check_record_directory=cache)
 
     def _extra_identifiers(self) -> Dict[str, Any]:
         # Megatron leaves these out of the description although they change the indices.

@@ -14,7 +14,7 @@ from typing import Optional, Tuple, Type
 
 import numpy
 
-from megatron.core.datasets import index_validation
+from megatron.core.datasets import fingerprint, index_validation
 from megatron.core.errors import DataError, MissingFileError
 
 _INDEX_MAGIC = b"MMIDIDX\x00\x00"
@@ -233,6 +233,8 @@ class IndexedDataset:
         mmap: memory-map the `.bin` (True) or read it with pread (False, `--no-mmap-bin-files`).
         object_storage_config, s3_config: accepted for signature compatibility; object storage
             (S3, MSC) is not supported here.
+        check_record_directory: (ours) an index-cache directory; beside it a record remembers
+            that this very `.idx` passed the consistency checks, so later runs skip them.
     """
 
     def __init__(
@@ -242,15 +244,17 @@ class IndexedDataset:
         mmap: bool = True,
         object_storage_config=None,
         s3_config=None,
+        check_record_directory: Optional[str] = None,
     ) -> None:
         if object_storage_config is not None or s3_config is not None:
             raise ValueError(
                 f"IndexedDataset({path_prefix!r}): object storage (S3/MSC) datasets are not "
                 "supported; copy the .bin/.idx files to a local or shared file system"
             )
-        self.initialize(path_prefix, multimodal, mmap)
+        self.initialize(path_prefix, multimodal, mmap, check_record_directory=check_record_directory)
 
-    def initialize(self, path_prefix: str, multimodal: bool, mmap: bool, validate: bool = True) -> None:
+    def initialize(self, path_prefix: str, multimodal: bool, mmap: bool, validate: bool = True,
+                   check_record_directory: Optional[str] = None) -> None:
         idx_path, bin_path = get_idx_path(path_prefix), get_bin_path(path_prefix)
         missing = [p for p in (idx_path, bin_path) if not os.path.isfile(p)]
         if missing:
@@ -261,14 +265,20 @@ class IndexedDataset:
         self.path_prefix = path_prefix
         self.multimodal = multimodal
         self.mmap = mmap
-        # Each pair of files is checked once per process (every split opens it again).
+        # Each pair of files is checked once per process (every split opens it again), and once
+        # at all where a record beside the index cache says this very .idx passed.
         key = _file_identity(idx_path, bin_path)
-        validate = validate and key not in _VALIDATED
+        record = None
+        if check_record_directory:
+            record = fingerprint.record_path(path_prefix, check_record_directory, "idx_checked")
+        validate = validate and key not in _VALIDATED and not fingerprint.was_checked(record, idx_path, key[3])
         self.index = _IndexReader(idx_path, multimodal, validate=validate)
         index_validation.check_bin_size(
             bin_path, idx_path, self.index.bin_size(),
             f"{len(self.index)} sequences of {self.index.dtype.__name__}", actual=key[3],
         )
+        if validate:
+            fingerprint.remember_checked(record, idx_path, key[3])
         _VALIDATED.add(key)
         self.bin_reader = _MMapBinReader(bin_path) if mmap else _FileBinReader(bin_path)
 

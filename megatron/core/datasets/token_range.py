@@ -8,7 +8,6 @@ directory beside the index cache (fingerprint.py), keyed by the `.idx` fingerpri
 result is kept in memory for the process.
 """
 
-import hashlib
 import os
 from dataclasses import asdict, dataclass
 from typing import Dict, Optional, Tuple
@@ -70,12 +69,6 @@ def scan(bin_path: str, dtype, what: Optional[str] = None) -> TokenRange:
     return TokenRange(dtype.name, count, int(low), int(high), low_at, high_at)
 
 
-def _record_path(path_prefix: str, cache_directory: str) -> str:
-    tag = hashlib.md5(os.path.abspath(path_prefix).encode("utf-8"), usedforsecurity=False).hexdigest()
-    name = f"token_range-{os.path.basename(path_prefix)}-{tag[:12]}.json"
-    return os.path.join(fingerprint.sidecar_directory(cache_directory), name)
-
-
 def token_range(dataset, cache_directory: Optional[str]) -> TokenRange:
     """The token range of an IndexedDataset's `.bin`, from the record when it still describes
     the files, else scanned (and recorded)."""
@@ -85,7 +78,7 @@ def token_range(dataset, cache_directory: Optional[str]) -> TokenRange:
     memory_key = (os.path.abspath(prefix), idx.st_size, idx.st_mtime_ns, bin_.st_size, bin_.st_mtime_ns)
     if memory_key in _IN_MEMORY:
         return _IN_MEMORY[memory_key]
-    path = _record_path(prefix, cache_directory) if cache_directory else None
+    path = fingerprint.record_path(prefix, cache_directory, "token_range") if cache_directory else None
     record = fingerprint.read_record(path) if path else None
     if record is not None and _describes(record, dataset, bin_):
         found = TokenRange(**{k: record[k] for k in TokenRange.__dataclass_fields__})

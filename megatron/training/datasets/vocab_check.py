@@ -31,8 +31,8 @@ def check_token_ids_fit(prefixes: Iterable[str], vocab_size: int, mmap: bool = T
     [0, vocab_size). `cache_path` is --data-cache-path (None: beside each dataset, where its
     index cache goes)."""
     for prefix in prefixes:
-        dataset = IndexedDataset(prefix, mmap=mmap)
         directory = cache_path if cache_path else default_cache_directory(prefix)
+        dataset = IndexedDataset(prefix, mmap=mmap, check_record_directory=directory)
         check_token_ids(dataset, vocab_size, directory)
 
 
