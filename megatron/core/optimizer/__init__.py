@@ -119,9 +119,10 @@ def get_megatron_optimizer(config: OptimizerConfig, model_chunks: List[torch.nn.
                            **other_kwargs) -> MixedPrecisionOptimizer:
     """Megatron Core's entry point: one optimizer over all model chunks of this rank.
 
-    ``model_chunks`` is a list (one module is accepted too). The grad norm and the fp16 overflow
-    check reduce over ``pg_collection.mp`` (tensor x pipeline; default: the chunks' own collection,
-    then the global layout's); each parameter counts once, as its ParamLayout says.
+    ``model_chunks`` is a list (one module is accepted too). The grad norm reduces over
+    ``pg_collection.mp`` (tensor x pipeline; default: the chunks' own collection, then the global
+    layout's), the fp16 overflow flag over mp and dp_cp; each parameter counts once in the norm,
+    as its ParamLayout says.
     """
     reject_unsupported("get_megatron_optimizer", config_overrides=config_overrides,
                        dump_param_to_param_group_map=dump_param_to_param_group_map, **other_kwargs)
@@ -140,7 +141,7 @@ def get_megatron_optimizer(config: OptimizerConfig, model_chunks: List[torch.nn.
     mp = pg.group("mp")
     return MixedPrecisionOptimizer(optimizer, config, _grad_scaler(config), model_params_groups,
                                    grad_stats_parallel_group=mp if get_pg_size(mp) > 1 else None,
-                                   params_counted_in_grad_norm=counted)
+                                   params_counted_in_grad_norm=counted, found_inf_groups=[mp, pg.group("dp_cp")])
 
 
 __all__ = ["OptimizerConfig", "get_megatron_optimizer", "MegatronOptimizer", "MixedPrecisionOptimizer",

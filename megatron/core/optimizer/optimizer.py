@@ -38,13 +38,17 @@ class MixedPrecisionOptimizer:
     ``optimizer.param_groups[i]['params'][j]``. ``grad_stats_parallel_group`` is the group the grad
     norm, zero count and fp16 overflow flag are reduced over (the model-parallel group; None: this
     rank alone); ``params_counted_in_grad_norm`` holds the ids of the model parameters this rank
-    counts in the norm (get_megatron_optimizer derives both from the ParamLayout table). Left out,
-    they come from the global layout and Megatron's parameter attributes.
+    counts in the norm (get_megatron_optimizer derives both from the ParamLayout table). The fp16
+    overflow flag is reduced (MAX) over each of ``found_inf_groups`` in turn (model-parallel, then
+    data-parallel: together every rank of the model), so a step is skipped on every rank or none.
+    Left out, these come from the global layout (the whole world for the overflow flag) and
+    Megatron's parameter attributes.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, config, grad_scaler: Optional[MegatronGradScaler],
                  model_params_groups: List[List[torch.nn.Parameter]], init_state_fn: Optional[Callable] = None,
-                 grad_stats_parallel_group=_GLOBAL, params_counted_in_grad_norm: Optional[Set[int]] = None):
+                 grad_stats_parallel_group=_GLOBAL, params_counted_in_grad_norm: Optional[Set[int]] = None,
+                 found_inf_groups=_GLOBAL):
         self.optimizer = optimizer
         self.config = config
         self.grad_scaler = grad_scaler
@@ -63,6 +67,9 @@ class MixedPrecisionOptimizer:
         if params_counted_in_grad_norm is None:
             params_counted_in_grad_norm = {id(p) for p, _ in self.pairs if param_is_not_tensor_parallel_duplicate(p)}
         self.params_counted_in_grad_norm = params_counted_in_grad_norm
+        if found_inf_groups is _GLOBAL:
+            found_inf_groups = [dist.group.WORLD] if dist.is_initialized() and dist.get_world_size() > 1 else []
+        self.found_inf_groups = [g for g in found_inf_groups if g is not None]
 
     # ---- torch-optimizer-like surface -------------------------------------------------------
     @property
@@ -121,10 +128,10 @@ class MixedPrecisionOptimizer:
         inv_scale = self.grad_scaler.inv_scale.to(found_inf.device)
         if grads:
             torch._amp_foreach_non_finite_check_and_unscale_(grads, found_inf, inv_scale)
-        # Every rank of the model must take the same decision: skip the step if any rank overflowed
-        # (data-parallel replicas hold the same reduced gradients, so the model-parallel group suffices).
-        if self.grad_stats_parallel_group is not None:
-            dist.all_reduce(found_inf, op=dist.ReduceOp.MAX, group=self.grad_stats_parallel_group)
+        # Every rank of the model must take the same decision: skip the step if any rank overflowed.
+        for group in self.found_inf_groups:
+            if group.size() > 1:
+                dist.all_reduce(found_inf, op=dist.ReduceOp.MAX, group=group)
         return bool(found_inf.item() > 0)
 
     def get_grad_norm(self) -> float:

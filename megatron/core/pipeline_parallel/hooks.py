@@ -18,7 +18,8 @@ class ScheduleHooks:
     scale_loss(loss) -> loss: multiply the loss before backward (the fp16 loss scale).
     finalize_grads(model_chunks, num_tokens, pg_collection=..., force_all_reduce=...): after the
         last backward; reduce gradients (finalize_model_grads). num_tokens is the step's token
-        count with per-token losses, else None.
+        count with per-token losses, else None; the keywords are passed only when the schedule
+        was given them.
     no_sync() -> context manager: suspends gradient reduction for all but the last micro-batch.
     grad_sync(params), param_sync(params): start a chunk's gradient reduction / parameter gather
         early (overlap under pipeline parallelism; the no-pipelining schedule does not call them,

@@ -145,8 +145,11 @@ def forward_backward_no_pipelining(*, forward_step_func, data_iterator: Union[It
             one(i)
     one(num_microbatches - 1)
     if not forward_only and hooks.finalize_grads is not None:
-        hooks.finalize_grads([model], total_num_tokens if config.calculate_per_token_loss else None,
-                             pg_collection=pg_collection, force_all_reduce=force_all_reduce)
+        # The keyword arguments are passed only when set, so (model, num_tokens) callables keep working.
+        extra = {"pg_collection": pg_collection} if pg_collection is not None else {}
+        if force_all_reduce:
+            extra["force_all_reduce"] = force_all_reduce
+        hooks.finalize_grads([model], total_num_tokens if config.calculate_per_token_loss else None, **extra)
     return forward_data_store
 
 

@@ -34,13 +34,19 @@ _TIED_WEIGHT = "embedding.word_embeddings.weight"
 
 
 def check_config_matches_groups(config, pg_collection, owner: str = "GPTModel") -> None:
-    """The config's parallel sizes must be the sizes of the groups the model communicates over."""
-    pairs = [("tensor_model_parallel_size", "tp"), ("pipeline_model_parallel_size", "pp"),
-             ("context_parallel_size", "cp")]
-    for field_name, group_name in pairs:
+    """The config's parallel sizes must be the sizes of the groups the model communicates over.
+
+    A config left at tensor/context-parallel size 1 while the groups are larger is accepted, as
+    Megatron Core does (its quick-start builds such a config under TP 2): the layers size
+    themselves from their groups. The pipeline size must always agree, since the layer split
+    reads it from the config.
+    """
+    pairs = [("tensor_model_parallel_size", "tp", True), ("pipeline_model_parallel_size", "pp", False),
+             ("context_parallel_size", "cp", True)]
+    for field_name, group_name, default_defers_to_groups in pairs:
         want = getattr(config, field_name)
         have = get_pg_size(getattr(pg_collection, group_name, None))
-        if want != have:
+        if want != have and not (default_defers_to_groups and want == 1):
             raise ConfigError(f"{owner}: config.{field_name} is {want} but its pg_collection.{group_name} group "
                               f"has {have} rank(s); build the config with {field_name}={have} or pass the "
                               f"process groups of a {field_name}={want} layout")
