@@ -127,6 +127,8 @@ def forward_backward_no_pipelining(*, forward_step_func, data_iterator: Union[It
     cp_size = get_pg_size(getattr(pg_collection, "cp", None)) if pg_collection is not None else None
     forward_data_store: List = []
     total_num_tokens = torch.zeros((), dtype=torch.int, device=device.current_device())
+    if config.timers is not None:  # a Megatron-style caller's timers (the driver times the step itself)
+        config.timers("forward-backward", log_level=1).start(barrier=config.barrier_with_L1_time)
 
     def one(i: int):
         nonlocal total_num_tokens
@@ -150,6 +152,8 @@ def forward_backward_no_pipelining(*, forward_step_func, data_iterator: Union[It
         if force_all_reduce:
             extra["force_all_reduce"] = force_all_reduce
         hooks.finalize_grads([model], total_num_tokens if config.calculate_per_token_loss else None, **extra)
+    if config.timers is not None:
+        config.timers("forward-backward").stop()
     return forward_data_store
 
 

@@ -41,10 +41,10 @@ def check_config_matches_groups(config, pg_collection, owner: str = "GPTModel") 
     themselves from their groups. The pipeline size must always agree, since the layer split
     reads it from the config.
     """
-    pairs = [("tensor_model_parallel_size", "tp", True), ("pipeline_model_parallel_size", "pp", False),
-             ("context_parallel_size", "cp", True)]
-    for field_name, group_name, default_defers_to_groups in pairs:
-        want = getattr(config, field_name)
+    pairs = [("tensor_model_parallel_size", config.tensor_model_parallel_size, "tp", True),
+             ("pipeline_model_parallel_size", config.pipeline_model_parallel_size, "pp", False),
+             ("context_parallel_size", config.context_parallel_size, "cp", True)]
+    for field_name, want, group_name, default_defers_to_groups in pairs:
         have = get_pg_size(getattr(pg_collection, group_name, None))
         if want != have and not (default_defers_to_groups and want == 1):
             raise ConfigError(f"{owner}: config.{field_name} is {want} but its pg_collection.{group_name} group "
