@@ -7,6 +7,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from megatron.core import device
 from megatron.core import parallel_state as ps
 from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
 from megatron.core.models.gpt import GPTModel
@@ -49,10 +50,10 @@ def _train(pg: ProcessGroupCollection):
         micro = iter([c[dp_rank * MBS:(dp_rank + 1) * MBS] for c in batch.split(MBS * dp)])
 
         def forward_step(data_iterator, model):
-            tokens = next(data_iterator)
+            tokens = next(data_iterator).to(device.current_device())
             out = model(tokens[:, :-1], None, None, labels=tokens[:, 1:])
             return out, lambda o: (o.sum(), torch.tensor(o.numel(), dtype=torch.int),
-                                   {"lm loss": torch.stack([o.sum().detach(), torch.tensor(float(o.numel()))])})
+                                   {"lm loss": torch.stack([o.sum().detach(), o.new_tensor(float(o.numel()))])})
 
         ddp.zero_grad_buffer()
         optimizer.zero_grad()
@@ -72,7 +73,7 @@ def _train(pg: ProcessGroupCollection):
                     dist.all_gather(shards, p.main_grad.contiguous(), group=pg.tp)
                 else:
                     shards = [p.main_grad]
-                grads[name] = layouts[name].full_from_shards(shards).clone()
+                grads[name] = layouts[name].full_from_shards(shards).cpu().clone()
         ok, norm, _ = optimizer.step()
         assert ok
         norms.append(norm)
@@ -97,8 +98,8 @@ def _ddp_reduces_over_the_records_group(rank):
     pairs = [dist.new_group([0, 1]), dist.new_group([2, 3])]
     pg = ProcessGroupCollection(tp=None, dp_cp=dist.group.WORLD, expt_dp=pairs[rank // 2])
     module = torch.nn.Module()
-    module.dense = torch.nn.Parameter(torch.zeros(3))
-    module.expert = torch.nn.Parameter(torch.zeros(3))
+    module.dense = torch.nn.Parameter(torch.zeros(3, device=device.current_device()))
+    module.expert = torch.nn.Parameter(torch.zeros(3, device=device.current_device()))
     record_param_layout(module, "expert", ParamLayout(full_shape=(3,), grad_reduce_group="expt_dp"))
     config = TransformerConfig(num_layers=1, hidden_size=4, num_attention_heads=1)
     ddp = DistributedDataParallel(config, DistributedDataParallelConfig(), module, pg_collection=pg)
