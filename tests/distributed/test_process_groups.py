@@ -82,7 +82,7 @@ def _train(pg: ProcessGroupCollection):
 
 def _layouts_and_mesh(rank):
     out = {}
-    for order in ("tp-cp-ep-dp-pp", "tp-dp-pp", "tp-pp-dp", "tp-cp-ep-pp-dp"):
+    for order in ("tp-cp-ep-dp-pp", "tp-pp-dp"):  # other order strings: tests/unit/test_megatron_core_api.py
         layout = ps.initialize_model_parallel(1, 2, order=order)
         mesh = ps.get_device_mesh()
         out[order] = {dim: (layout.ranks(dim), dist.get_process_group_ranks(mesh[dim].get_group()))
@@ -136,7 +136,6 @@ def test_layouts_mesh_and_two_models_over_their_own_groups():
     # tp=1, pp=2, dp=2 on 4 ranks: pp outermost by default, dp outermost with "tp-pp-dp".
     assert r0["tp-cp-ep-dp-pp"]["pp"][0] == [0, 2] and r0["tp-cp-ep-dp-pp"]["dp"][0] == [0, 1]
     assert r0["tp-pp-dp"]["pp"][0] == [0, 1] and r0["tp-pp-dp"]["dp"][0] == [0, 2]
-    assert r0["tp-dp-pp"] == r0["tp-cp-ep-dp-pp"] and r0["tp-cp-ep-pp-dp"] == r0["tp-pp-dp"]
     for res in results:
         for order, dims in res["layouts"].items():
             if order != "generator":

@@ -60,6 +60,11 @@ def test_parallel_state_api_without_a_world():
     gen = ps.RankGenerator(tp=2, ep=1, dp=2, pp=2, cp=1, order="tp-pp-dp")
     assert gen.get_ranks("pp") == [[0, 2], [1, 3], [4, 6], [5, 7]]
     assert gen.get_ranks("dp") == [[0, 4], [1, 5], [2, 6], [3, 7]]
+    # Orders with or without cp/ep: a dimension left out has size 1 (same groups as megatron-core 0.16.1).
+    for order in ("tp-dp-pp", "tp-cp-ep-dp-pp"):
+        assert ps.RankGenerator(tp=2, ep=1, dp=2, pp=2, cp=1, order=order).get_ranks("dp") == [[0, 2], [1, 3], [4, 6], [5, 7]]
+    assert ps.RankGenerator(tp=2, ep=1, dp=2, pp=2, cp=1, order="tp-cp-ep-pp-dp").get_ranks("tp-pp") == \
+        [[0, 1, 2, 3], [4, 5, 6, 7]]
     with pytest.raises(ValueError, match="leaves out 'cp'"):
         ps.RankGenerator(tp=1, ep=1, dp=1, pp=1, cp=2, order="tp-dp-pp")
     try:

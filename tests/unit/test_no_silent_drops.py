@@ -9,6 +9,7 @@
 """
 import ast
 import dataclasses
+import functools
 import pathlib
 
 import pytest
@@ -59,6 +60,7 @@ def _public(name: str) -> bool:
     return not name.startswith("_") or (name.startswith("__") and name.endswith("__"))
 
 
+@functools.lru_cache(maxsize=None)
 def _unread_parameters():
     found = []
     for path in sorted(CORE.rglob("*.py")):
@@ -82,7 +84,7 @@ def _unread_parameters():
                             found.append(f"{rel}::{owner}{child.name}({p})")
 
         visit(ast.parse(path.read_text()), "")
-    return found
+    return tuple(found)
 
 
 def test_every_public_parameter_is_read_or_rejected():
@@ -93,6 +95,7 @@ def test_every_public_parameter_is_read_or_rejected():
     assert not stale, f"allow-list entries that are read now (remove them): {sorted(stale)}"
 
 
+@functools.lru_cache(maxsize=None)
 def _names_read_in_core():
     names = set()
     for path in CORE.rglob("*.py"):
@@ -102,7 +105,7 @@ def _names_read_in_core():
             elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr"
                   and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant)):
                 names.add(node.args[1].value)  # getattr(config, "name")
-    return names
+    return frozenset(names)
 
 
 CONFIGS = [ModelParallelConfig, TransformerConfig, OptimizerConfig, DistributedDataParallelConfig]
