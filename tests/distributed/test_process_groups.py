@@ -17,6 +17,7 @@ from megatron.core.param_layout import ParamLayout, param_layouts, record_param_
 from megatron.core.pipeline_parallel import ScheduleHooks, get_forward_backward_func
 from megatron.core.process_groups_config import ProcessGroupCollection
 from megatron.core.transformer.transformer_config import TransformerConfig
+from tests.distributed.test_parallel_state import _layout_checks, check_groups_on_four_ranks
 from tests.harness import run_distributed
 
 TRUE_VOCAB, SEQ, GBS, MBS, STEPS = 100, 8, 4, 1, 2
@@ -109,7 +110,8 @@ def _ddp_reduces_over_the_records_group(rank):
 
 
 def _two_models(rank, world_size):
-    results = {"layouts": _layouts_and_mesh(rank), "ddp_groups": _ddp_reduces_over_the_records_group(rank)}
+    results = {"layouts": _layouts_and_mesh(rank), "ddp_groups": _ddp_reduces_over_the_records_group(rank),
+               "older_layout_checks": _layout_checks(rank, world_size)}
     ps.initialize_model_parallel(1)  # the global layout: TP 1, DP 4 (model Y uses it)
     # Model X: TP groups {0,1} and {2,3}, DP groups {0,2} and {1,3}; every rank creates every group.
     tp_groups = [dist.new_group([0, 1]), dist.new_group([2, 3])]
@@ -117,7 +119,8 @@ def _two_models(rank, world_size):
     pg_x = _collection(tp_groups[rank // 2], dp_groups[rank % 2])
     model_x, *run_x = _train(pg_x)
     model_y, *run_y = _train(ProcessGroupCollection.use_mpu_process_groups())
-    _, *reference = _train(_collection(None, None))  # one rank alone: the single-process model
+    # One rank alone: the single-process model (rank 0 computes it for everyone).
+    reference = _train(_collection(None, None))[1:] if rank == 0 else None
     qkv = "decoder.layers.0.self_attention.linear_qkv.weight"
     results["shapes"] = (dict(model_x.named_parameters())[qkv].shape[0], dict(model_y.named_parameters())[qkv].shape[0])
     results["x_uses_own_tp"] = all(m.tp_group is pg_x.tp for m in model_x.modules() if hasattr(m, "tp_group"))
@@ -132,6 +135,8 @@ def _close(a, b, tol=1e-5):
 
 def test_layouts_mesh_and_two_models_over_their_own_groups():
     results = run_distributed(_two_models, 4)
+    reference = results[0]["runs"][2]
+    check_groups_on_four_ranks([r["older_layout_checks"] for r in results])
     r0 = results[0]["layouts"]
     # tp=1, pp=2, dp=2 on 4 ranks: pp outermost by default, dp outermost with "tp-pp-dp".
     assert r0["tp-cp-ep-dp-pp"]["pp"][0] == [0, 2] and r0["tp-cp-ep-dp-pp"]["dp"][0] == [0, 1]
@@ -150,7 +155,7 @@ def test_layouts_mesh_and_two_models_over_their_own_groups():
     for res in results:
         assert res["shapes"] == ((32 + 2 * 4 * 4) // 2, 32 + 2 * 4 * 4)  # model X splits QKV over its TP group
         assert res["x_uses_own_tp"]
-        run_x, run_y, reference = res["runs"]
+        run_x, run_y, _ = res["runs"]
         for run in (run_x, run_y):
             for got, want in zip(run[:2], reference[:2]):
                 assert _close(got, want), (got, want)
