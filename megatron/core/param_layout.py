@@ -152,6 +152,17 @@ class ParamLayout:
                   for k in range(self.chunks)]
         return torch.cat(pieces, dim=dim).narrow(dim, 0, self.full_shape[dim])
 
+    def tp_placement(self):
+        """The DTensor placement of this parameter over the tensor-parallel mesh dimension:
+        ``Replicate()``, ``Shard(partition_dim)``, or None when no plain placement describes it
+        (chunked like SwiGLU's fc1, or padded like the vocabulary: use shard_pieces instead)."""
+        from torch.distributed.tensor import Replicate, Shard
+        if self.partition_dim is None:
+            return Replicate()
+        if self.chunks == 1 and self.padded_full_shape == self.full_shape:
+            return Shard(self.partition_dim)
+        return None
+
     def megatron_attributes(self) -> Dict[str, object]:
         """Megatron's public Parameter attributes, derived from this record."""
         return {"tensor_model_parallel": self.is_tensor_parallel,

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch.distributed.tensor import Replicate, Shard
 
 from megatron.core.models.gpt import GPTModel
 from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
@@ -91,6 +92,9 @@ def test_table_covers_every_parameter_and_shards_rebuild_the_full_model(variant)
         fc1 = table["decoder.layers.0.mlp.linear_fc1.weight"]
         # [gate; up] of 40 rows each: rank 1 holds gate[20:40] then up[20:40].
         assert fc1.shard_pieces() == [ShardPiece(0, 0, 20, 20), ShardPiece(1, 20, 60, 20)]
+        assert fc1.tp_placement() is None  # strided: no plain DTensor placement
+        assert table["decoder.layers.0.mlp.linear_fc2.weight"].tp_placement() == Shard(1)
+        assert table["decoder.layers.0.input_layernorm.weight"].tp_placement() == Replicate()
     else:
         assert "output_layer.weight" not in table  # tied: the output layer uses the embedding
 
