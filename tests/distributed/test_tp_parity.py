@@ -13,7 +13,7 @@ from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
 from megatron.core.models.gpt.gpt_model import GPTModel
 from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
 from megatron.core.pipeline_parallel import get_forward_backward_func
-from megatron.core.tensor_parallel.param_init import full_from_shards
+from megatron.core.param_layout import param_layouts
 from megatron.core.tensor_parallel.random import model_parallel_cuda_manual_seed, set_param_init_seed
 from megatron.core.transformer.transformer_config import TransformerConfig
 from tests.harness import run_distributed
@@ -92,10 +92,11 @@ def _full_grads(model):
     out = {}
     group = ps.get_tensor_model_parallel_group()
     tp = ps.get_tensor_model_parallel_world_size()
+    layouts = param_layouts(model)
     for name, p in model.named_parameters():
         shards = [torch.empty_like(p.main_grad) for _ in range(tp)]
         dist.all_gather(shards, p.main_grad.contiguous(), group=group)
-        out[name] = full_from_shards(shards, p).clone()
+        out[name] = layouts[name].full_from_shards(shards).clone()
     return out
 
 
