@@ -1,6 +1,7 @@
-"""Nothing a caller gives megatron/core is silently dropped.
+"""Nothing a caller gives megatron/core (or the Megatron-compatible driver, megatron/training) is
+silently dropped.
 
-1. Every parameter of a public function or method in megatron/core is read in its body (passing it
+1. Every parameter of a public function or method in megatron/core and megatron/training is read in its body (passing it
    to ``reject_unsupported`` or ``no_effect`` counts: those say why). The allow-list below names the
    few where reading is impossible or meaningless, each with its reason.
 2. Every field of the Megatron Core config dataclasses is read somewhere in megatron/core, or is
@@ -23,9 +24,14 @@ from megatron.core.optimizer import OptimizerConfig
 from megatron.core.transformer.transformer_config import TransformerConfig
 
 CORE = pathlib.Path(__file__).resolve().parents[2] / "megatron" / "core"
+TRAINING = CORE.parent / "training"
 # Owned by other work streams; their parameters are checked once they adopt reject_unsupported.
 NOT_YET_WALKED = ("datasets", "tokenizers")
+# (root, prefix of its entries below, folders not walked): the flag system's parsers are not an API.
+ROOTS = ((CORE, "", NOT_YET_WALKED), (TRAINING, "training/", ("arguments",)))
 ALLOWED = {
+    "training/signal_handler.py::DistributedSignalHandler.__exit__(exc)":
+        "the context-manager protocol: the handler is restored whatever the exception",
     "num_microbatches_calculator.py::ConstantNumMicroBatchesCalculator.update(consumed_samples)":
         "a constant calculator: the number of micro-batches does not depend on the samples consumed",
     "num_microbatches_calculator.py::ConstantNumMicroBatchesCalculator.update(consistency_check)":
@@ -63,28 +69,32 @@ def _public(name: str) -> bool:
 @functools.lru_cache(maxsize=None)
 def _unread_parameters():
     found = []
-    for path in sorted(CORE.rglob("*.py")):
-        rel = path.relative_to(CORE).as_posix()
-        if rel.split("/")[0] in NOT_YET_WALKED:
-            continue
-
-        def visit(node, owner):
-            for child in ast.iter_child_nodes(node):
-                if isinstance(child, ast.ClassDef) and _public(child.name):
-                    visit(child, f"{owner}{child.name}.")
-                elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) and _public(child.name):
-                    if _is_abstract(child):
-                        continue
-                    args = child.args
-                    params = [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs]
-                    params += [a.arg for a in (args.vararg, args.kwarg) if a is not None]
-                    read = {n.id for stmt in child.body for n in ast.walk(stmt) if isinstance(n, ast.Name)}
-                    for p in params:
-                        if p not in ("self", "cls") and p not in read:
-                            found.append(f"{rel}::{owner}{child.name}({p})")
-
-        visit(ast.parse(path.read_text()), "")
+    for root, prefix, skipped in ROOTS:
+        for path in sorted(root.rglob("*.py")):
+            rel = path.relative_to(root).as_posix()
+            if rel.split("/")[0] not in skipped:
+                _collect_unread(path, prefix + rel, found)
     return tuple(found)
+
+
+def _collect_unread(path, rel, found):
+    """Append ``rel::Owner.function(param)`` for each public parameter never read in its body."""
+    def visit(node, owner):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.ClassDef) and _public(child.name):
+                visit(child, f"{owner}{child.name}.")
+            elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) and _public(child.name):
+                if _is_abstract(child):
+                    continue
+                args = child.args
+                params = [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs]
+                params += [a.arg for a in (args.vararg, args.kwarg) if a is not None]
+                read = {n.id for stmt in child.body for n in ast.walk(stmt) if isinstance(n, ast.Name)}
+                for p in params:
+                    if p not in ("self", "cls") and p not in read:
+                        found.append(f"{rel}::{owner}{child.name}({p})")
+
+    visit(ast.parse(path.read_text()), "")
 
 
 def test_every_public_parameter_is_read_or_rejected():
