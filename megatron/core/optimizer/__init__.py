@@ -16,6 +16,7 @@ from megatron.core.optimizer.optimizer import (
     MixedPrecisionOptimizer,
 )
 from megatron.core.optimizer.optimizer_config import OptimizerConfig
+from megatron.core.errors import ConfigError
 
 
 def _default_no_weight_decay(name: str, param: torch.nn.Parameter) -> bool:
@@ -83,7 +84,7 @@ def _torch_optimizer(config: OptimizerConfig, param_groups: List[Dict]) -> torch
         return torch.optim.AdamW(param_groups, **kwargs)
     if config.optimizer == "sgd":
         return torch.optim.SGD(param_groups, lr=lr, weight_decay=config.weight_decay, momentum=config.sgd_momentum)
-    raise ValueError(f"--optimizer {config.optimizer!r} is not supported yet (supported: adam, sgd)")
+    raise ConfigError(f"--optimizer {config.optimizer!r} is not supported yet (supported: adam, sgd)")
 
 
 def _grad_scaler(config: OptimizerConfig):
