@@ -122,6 +122,12 @@ def near(a, b, tol=1e-5):
     return a.shape == b.shape and float(np.abs(a - b).max()) <= tol * max(1.0, float(np.abs(b).max()))
 
 
+def close(a, b, rtol):
+    """Same shape and equal within ``rtol`` relative to each element (exact where b is 0)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return a.shape == b.shape and bool(np.all(np.abs(a - b) <= rtol * np.abs(b)))
+
+
 def differs(a, b):
     return not near(a, b, tol=1e-7)
 
