@@ -122,10 +122,10 @@ def near(a, b, tol=1e-5):
     return a.shape == b.shape and float(np.abs(a - b).max()) <= tol * max(1.0, float(np.abs(b).max()))
 
 
-def close(a, b, rtol):
-    """Same shape and equal within ``rtol`` relative to each element (exact where b is 0)."""
+def close(a, b, rtol, atol=0.0):
+    """Same shape and equal within ``rtol`` relative to each element (plus ``atol``, for zeros)."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return a.shape == b.shape and bool(np.all(np.abs(a - b) <= rtol * np.abs(b)))
+    return a.shape == b.shape and bool(np.all(np.abs(a - b) <= rtol * np.abs(b) + atol))
 
 
 # What changes when the same math runs in another order (another vector width, thread count, layout):

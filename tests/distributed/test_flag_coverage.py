@@ -335,22 +335,27 @@ def test_optimizer_regularization_and_learning_rate_flags(corpus):
     # The weight-decay schedule moves the loss by only 2e-5 in 3 steps (lr 5e-3 x wd <= 0.2 shrinks a
     # weight by <= 1e-3 a step): it is checked on the optimizer's groups, which torch's AdamW steps with.
 
+    # Learning rates and weight decays are Python floats from the schedule's formulas: they match the
+    # expected values to ~1e-16, so 1e-9 relative (1e-12 absolute around zero) is strict and safe.
+    def exact_schedule(got, expected):
+        return close(got, expected, 1e-9, atol=1e-12)
+
     def decayed_wd(run):
         return [max(g["wd"] for g in groups) for groups in run["groups"]]
-    assert near(decayed_wd(runs["wd_linear"]), [0.0, 0.1, 0.2])
-    assert near(decayed_wd(runs["wd_cosine"]), [0.0, 0.075, 0.225])
+    assert exact_schedule(decayed_wd(runs["wd_linear"]), [0.0, 0.1, 0.2])
+    assert exact_schedule(decayed_wd(runs["wd_cosine"]), [0.0, 0.075, 0.225])
     assert all(min(g["wd"] for g in groups) == 0.0 for groups in runs["wd_linear"]["groups"])
 
     lr = 5e-3
-    assert near(_lrs(runs["wsd"]), [1e-4, lr, lr, lr, 1e-4 + 0.5 * (lr - 1e-4), 1e-4])
-    assert near(_lrs(runs["cosine"]), [0.0, lr, 0.75 * lr, 0.25 * lr, 0.0, 0.0])
-    assert near(_lrs(runs["inverse_sqrt"]), [0.0, lr, lr * math.sqrt(4 / 8), lr * math.sqrt(4 / 12)])
-    assert near(_lrs(runs["constant"]), [lr, lr, lr])
-    assert near(_lrs(adam), [lr, lr * 2 / 3, lr / 3])  # default: linear decay over the run, no warmup
+    assert exact_schedule(_lrs(runs["wsd"]), [1e-4, lr, lr, lr, 1e-4 + 0.5 * (lr - 1e-4), 1e-4])
+    assert exact_schedule(_lrs(runs["cosine"]), [0.0, lr, 0.75 * lr, 0.25 * lr, 0.0, 0.0])
+    assert exact_schedule(_lrs(runs["inverse_sqrt"]), [0.0, lr, lr * math.sqrt(4 / 8), lr * math.sqrt(4 / 12)])
+    assert exact_schedule(_lrs(runs["constant"]), [lr, lr, lr])
+    assert exact_schedule(_lrs(adam), [lr, lr * 2 / 3, lr / 3])  # default: linear decay over the run, no warmup
 
     samples = runs["samples"]
     assert samples["steps"] == 5
-    assert near(_lrs(samples), [0.0, lr, lr, (2 * 0.5 ** 0.5 - 1) * lr, 0.0])
+    assert exact_schedule(_lrs(samples), [0.0, lr, lr, (2 * 0.5 ** 0.5 - 1) * lr, 0.0])
 
     rampup = runs["rampup"]
     assert rampup["steps"] == 6
@@ -360,8 +365,8 @@ def test_optimizer_regularization_and_learning_rate_flags(corpus):
     decoupled = runs["decoupled"]
     groups = decoupled["groups"][0]
     assert [g["numel"] for g in groups if g["decoupled"]] == [504 * 32]  # the (tied) word embedding
-    assert near(_lrs(decoupled, decoupled=True), [1e-2, 1e-3 + 9e-3 * 2 / 3, 1e-3 + 9e-3 / 3])
-    assert near(_lrs(decoupled), _lrs(adam))
+    assert exact_schedule(_lrs(decoupled, decoupled=True), [1e-2, 1e-3 + 9e-3 * 2 / 3, 1e-3 + 9e-3 / 3])
+    assert exact_schedule(_lrs(decoupled), _lrs(adam))
     assert iteration_fields(decoupled["stdout"], "decoupled learning rate")[0] == pytest.approx(1e-3 + 9e-3 * 2 / 3)
 
 
