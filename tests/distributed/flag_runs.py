@@ -128,10 +128,11 @@ def close(a, b, rtol, atol=0.0):
     return a.shape == b.shape and bool(np.all(np.abs(a - b) <= rtol * np.abs(b) + atol))
 
 
-# What changes when the same math runs in another order (another vector width, thread count, layout):
-# measured on these 3-step runs at up to ~2e-7 of the loss. DIFFERS is 50x that, and every flag
-# checked with differs() moves its run by >= 1e-3 (100x DIFFERS); a flag whose effect is smaller is
-# checked on the tensor it changes instead (see --use-rope-scaling, --weight-decay-incr-style).
+# What changes when the same math runs in another order (ATEN_CPU_CAPABILITY default / avx2 / avx512,
+# oneDNN's ISA, the layout): up to 2e-7 of an fp32 loss in these short runs. DIFFERS is 50x that, and
+# every flag checked with differs() moves its run's losses by ~1e-3 or more (100x DIFFERS); a flag whose
+# effect is smaller is checked on the tensor it changes instead (--use-rope-scaling,
+# --weight-decay-incr-style, --fp16-lm-cross-entropy, --no-load-rng).
 DIFFERS = 1e-5
 
 
