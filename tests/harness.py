@@ -25,7 +25,9 @@ def free_port() -> int:
 def _entry(rank, fn, world_size, port, backend, out_dir, args):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_WORLD_SIZE=str(world_size))
-    torch.set_num_threads(1)  # N ranks share a small machine
+    # N ranks share a small machine; and one thread makes every rank's numbers independent of the host's
+    # core count (a reduction's order follows the thread count), so the golden losses hold everywhere.
+    torch.set_num_threads(1)
     if backend == "nccl":
         os.environ.pop("MEGATRON_DEVICE", None)  # tests/conftest.py defaults it to cpu
         torch.cuda.set_device(rank)

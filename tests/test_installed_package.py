@@ -14,8 +14,13 @@ def _check(cmd, **kw):
 
 
 def test_wheel_install_gives_working_console_scripts(tmp_path):
+    import shutil
+    source = tmp_path / "source"  # a copy: building writes build/ and *.egg-info beside the sources
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", "build", "runs", "tests", "*.egg-info",
+                                                                "__pycache__"))
     wheels = tmp_path / "wheels"
-    _check([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), ROOT])
+    _check([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels),
+            str(source)])
     wheel = next(wheels.glob("megatron_lite-*.whl"))
     # The test machine's packages (torch, tokenizers, ...) are visible; megatron itself comes from the wheel.
     env_dir = tmp_path / "venv"

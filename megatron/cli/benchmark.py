@@ -63,14 +63,15 @@ def run_shape(name: str, warmup: int, steps: int, overrides):
     from megatron.training.model_setup import setup_model_and_optimizer
     from megatron.training.throughput import count_params_for_mfu, palm_flops_per_token, sum_count_over_group
     from megatron.training.train_state import TrainState
-    from megatron.training.training import prepare_train_config, train_step
+    from megatron.core.utils import get_model_config
+    from megatron.training.training import train_step
 
     argv = (COMMON + " " + SHAPES[name][1]).split() + [f"--train-iters={warmup + steps}"] + list(overrides)
     with contextlib.redirect_stdout(sys.stderr):
         args = initialize_megatron(argv=argv)
         model, optimizer, scheduler = setup_model_and_optimizer(pretrain_gpt.model_provider)
         train_it, _, _ = build_train_valid_test_data_iterators(pretrain_gpt.train_valid_test_datasets_provider)
-        config = prepare_train_config(model, optimizer)
+        config = get_model_config(model[0])
         n = sum_count_over_group(count_params_for_mfu(model, parallel_state.get_tensor_model_parallel_rank()),
                                  parallel_state.get_model_parallel_group())
         flops_per_token = palm_flops_per_token(n, args.num_layers, args.hidden_size, args.seq_length)

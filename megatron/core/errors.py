@@ -42,3 +42,9 @@ class TrainingStopped(UserError, RuntimeError):
     """The run stopped on purpose because going on would be wrong (a NaN loss, say): not bad input."""
 
     exit_code = 1
+
+
+class NotSupportedError(UserError, NotImplementedError):
+    """A Megatron Core argument or config field that megatron-lite accepts in its signature but does
+    not implement, given a value other than its default. Raised only by
+    ``megatron.core.utils.reject_unsupported``; the message names the argument and its owner."""

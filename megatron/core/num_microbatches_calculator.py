@@ -25,6 +25,13 @@ def _calculator():
     return _GLOBAL_NUM_MICROBATCHES_CALCULATOR
 
 
+def _require_sizes(owner: str, global_batch_size, micro_batch_size, data_parallel_size) -> None:
+    missing = [name for name, value in (("global_batch_size", global_batch_size), ("micro_batch_size", micro_batch_size),
+                                        ("data_parallel_size", data_parallel_size)) if value is None]
+    if missing:
+        raise TypeError(f"{owner}() needs {', '.join(missing)}")
+
+
 def get_num_microbatches() -> int:
     return _calculator().get()
 
@@ -49,13 +56,17 @@ def update_num_microbatches(consumed_samples: int, consistency_check: bool = Tru
 
 def init_num_microbatches_calculator(
     rank: int,
-    rampup_batch_size: Optional[List[int]],
-    global_batch_size: int,
-    micro_batch_size: int,
-    data_parallel_size: int,
+    rampup_batch_size: Optional[List[int]] = None,
+    global_batch_size: Optional[int] = None,
+    micro_batch_size: Optional[int] = None,
+    data_parallel_size: Optional[int] = None,
     decrease_batch_size_if_needed: bool = False,
 ) -> None:
-    """Create the process-wide calculator (once; ``reconfigure_...`` replaces it)."""
+    """Create the process-wide calculator (once; ``reconfigure_...`` replaces it).
+
+    Megatron Core's positional order; ``rampup_batch_size`` may be left out (no ramp-up), the
+    three sizes after it are required."""
+    _require_sizes("init_num_microbatches_calculator", global_batch_size, micro_batch_size, data_parallel_size)
     global _GLOBAL_NUM_MICROBATCHES_CALCULATOR
     if _GLOBAL_NUM_MICROBATCHES_CALCULATOR is not None:
         raise RuntimeError(
@@ -70,13 +81,14 @@ def init_num_microbatches_calculator(
 
 def reconfigure_num_microbatches_calculator(
     rank: int,
-    rampup_batch_size: Optional[List[int]],
-    global_batch_size: int,
-    micro_batch_size: int,
-    data_parallel_size: int,
+    rampup_batch_size: Optional[List[int]] = None,
+    global_batch_size: Optional[int] = None,
+    micro_batch_size: Optional[int] = None,
+    data_parallel_size: Optional[int] = None,
     decrease_batch_size_if_needed: bool = False,
 ) -> None:
     """Replace the calculator (e.g. evaluation with another micro-batch size)."""
+    _require_sizes("reconfigure_num_microbatches_calculator", global_batch_size, micro_batch_size, data_parallel_size)
     global _GLOBAL_NUM_MICROBATCHES_CALCULATOR
     _GLOBAL_NUM_MICROBATCHES_CALCULATOR = build_num_microbatches_calculator(
         rank, rampup_batch_size, global_batch_size, micro_batch_size, data_parallel_size,

@@ -17,6 +17,8 @@ import logging
 import math
 from typing import Optional
 
+from megatron.core.errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 LR_DECAY_STYLES = ("constant", "linear", "cosine", "inverse-square-root", "WSD")
@@ -48,7 +50,7 @@ def _wsd_anneal_coeff(style: str, progress: float) -> float:
         return 2.0 * math.pow(0.5, progress) - 1.0
     if style == "minus_sqrt":
         return 1.0 - math.sqrt(progress)
-    raise ValueError(f"--lr-wsd-decay-style must be one of {WSD_DECAY_STYLES}, got {style!r}")
+    raise ConfigError(f"--lr-wsd-decay-style must be one of {WSD_DECAY_STYLES}, got {style!r}")
 
 
 def _first_present(state_dict: dict, field: str):
@@ -104,46 +106,46 @@ class OptimizerParamScheduler:
 
     def _validate(self) -> None:
         if self.min_lr < 0.0:
-            raise ValueError(f"--min-lr must be >= 0, got {self.min_lr}")
+            raise ConfigError(f"--min-lr must be >= 0, got {self.min_lr}")
         if self.max_lr < self.min_lr:
-            raise ValueError(f"--lr ({self.max_lr}) must be >= --min-lr ({self.min_lr})")
+            raise ConfigError(f"--lr ({self.max_lr}) must be >= --min-lr ({self.min_lr})")
         if self.init_lr > self.max_lr:
-            raise ValueError(f"--lr-warmup-init ({self.init_lr}) must be <= --lr ({self.max_lr})")
+            raise ConfigError(f"--lr-warmup-init ({self.init_lr}) must be <= --lr ({self.max_lr})")
         if self.lr_decay_style not in LR_DECAY_STYLES:
-            raise ValueError(f"--lr-decay-style must be one of {LR_DECAY_STYLES}, got {self.lr_decay_style!r}")
+            raise ConfigError(f"--lr-decay-style must be one of {LR_DECAY_STYLES}, got {self.lr_decay_style!r}")
         if not self.lr_decay_steps > 0:
-            raise ValueError(
+            raise ConfigError(
                 f"the LR decay length must be positive, got {self.lr_decay_steps} steps: "
                 "set --lr-decay-iters/--lr-decay-samples (or --train-iters/--train-samples)"
             )
         if not self.lr_warmup_steps < self.lr_decay_steps:
-            raise ValueError(
+            raise ConfigError(
                 f"LR warmup ({self.lr_warmup_steps} steps) must be shorter than LR decay "
                 f"({self.lr_decay_steps} steps): lower --lr-warmup-iters/--lr-warmup-samples/"
                 "--lr-warmup-fraction or raise --lr-decay-iters/--lr-decay-samples"
             )
         if self.lr_decay_style == "WSD":
             if self.wsd_decay_steps is None:
-                raise ValueError("--lr-decay-style WSD needs --lr-wsd-decay-iters or --lr-wsd-decay-samples")
+                raise ConfigError("--lr-decay-style WSD needs --lr-wsd-decay-iters or --lr-wsd-decay-samples")
             if self.lr_wsd_decay_style not in WSD_DECAY_STYLES:
-                raise ValueError(
+                raise ConfigError(
                     f"--lr-wsd-decay-style must be one of {WSD_DECAY_STYLES}, got {self.lr_wsd_decay_style!r}"
                 )
         if self.start_wd < 0.0:
-            raise ValueError(f"--start-weight-decay must be >= 0, got {self.start_wd}")
+            raise ConfigError(f"--start-weight-decay must be >= 0, got {self.start_wd}")
         if self.end_wd < self.start_wd:
-            raise ValueError(
+            raise ConfigError(
                 f"--end-weight-decay ({self.end_wd}) must be >= --start-weight-decay ({self.start_wd})"
             )
         if self.wd_incr_style not in WD_INCR_STYLES:
-            raise ValueError(f"--weight-decay-incr-style must be one of {WD_INCR_STYLES}, got {self.wd_incr_style!r}")
+            raise ConfigError(f"--weight-decay-incr-style must be one of {WD_INCR_STYLES}, got {self.wd_incr_style!r}")
         if self.wd_incr_style == "constant" and self.start_wd != self.end_wd:
-            raise ValueError(
+            raise ConfigError(
                 f"--weight-decay-incr-style constant needs --start-weight-decay == --end-weight-decay, "
                 f"got {self.start_wd} and {self.end_wd}"
             )
         if self.override_opt_param_scheduler and self.use_checkpoint_opt_param_scheduler:
-            raise ValueError(
+            raise ConfigError(
                 "--override-opt_param-scheduler and --use-checkpoint-opt_param-scheduler contradict "
                 "each other: pass at most one"
             )
@@ -219,7 +221,7 @@ class OptimizerParamScheduler:
             logger.info(" > overriding %s value to %s", name, class_value)
             return class_value
         if not self.use_checkpoint_opt_param_scheduler and class_value != checkpoint_value:
-            raise ValueError(
+            raise ConfigError(
                 f"OptimizerParamScheduler: the flags give {name} = {class_value} but the checkpoint has "
                 f"{checkpoint_value}. Pass --override-opt_param-scheduler to use the flags' value or "
                 "--use-checkpoint-opt_param-scheduler to use the checkpoint's."

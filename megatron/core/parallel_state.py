@@ -1,85 +1,38 @@
-"""Process groups of the parallel layout, with Megatron Core's function names.
+"""The global parallel layout, with Megatron Core's function names.
 
-One object, :class:`ParallelLayout`, knows the sizes, this rank's coordinates and its groups; the
-module-level ``get_*`` functions are the Megatron-compatible way to read it.
+One object, :class:`ParallelLayout` (parallel_layout.py), knows the sizes, this rank's coordinates
+and its groups; the module-level ``get_*`` functions are the Megatron-compatible way to read the
+global one. Library modules do not read it: they take a ``ProcessGroupCollection`` (or a
+``tp_group``) and fall back to this layout only when none is given.
 
-Rank order is Megatron's ``tp-cp-ep-dp-pp``: tensor-parallel ranks are adjacent (fastest
-varying), pipeline stages are furthest apart. For the dense part of the model expert parallelism
-folds into data parallelism; expert layers use their own order ``tp-ep-dp-pp`` with the expert
-tensor-parallel size.
+Rank order defaults to Megatron's ``tp-cp-ep-dp-pp`` (tensor-parallel ranks adjacent, pipeline
+stages furthest apart); any permutation, with or without ``cp``/``ep``, is accepted. The
+``set_*`` functions override a size or rank for code that fakes a layout (Megatron's tests do).
 """
 from __future__ import annotations
 
-import datetime
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
-import numpy as np
 import torch.distributed as dist
 
+from megatron.core.parallel_layout import ParallelLayout, RankGenerator, build_layout
+from megatron.core.utils import no_effect, reject_unsupported
 
-def _rank_grid_groups(world_size: int, sizes: Dict[str, int], order: str, dims: str) -> List[List[int]]:
-    """All rank groups that vary over ``dims`` (e.g. 'tp' or 'tp-pp') in the ``order`` layout.
-
-    ``order`` lists dimensions fastest first. Ranks fill a grid in that order; a group is a set of
-    ranks that agree on every coordinate not in ``dims``.
-    """
-    names = order.split("-")
-    shape = [sizes[n] for n in names]
-    if int(np.prod(shape)) != world_size:
-        raise ValueError(f"parallel sizes {sizes} multiply to {int(np.prod(shape))}, not the world size {world_size}")
-    grid = np.arange(world_size).reshape(list(reversed(shape)))  # C order: last axis = fastest dim
-    axis_of = {n: len(names) - 1 - i for i, n in enumerate(names)}
-    wanted = dims.split("-")
-    for d in wanted:
-        if d not in axis_of:
-            raise ValueError(f"unknown parallel dimension {d!r} in {dims!r}")
-    group_axes = sorted(axis_of[d] for d in wanted)  # keep grid order: slower dims first
-    other_axes = [a for a in range(len(names)) if a not in group_axes]
-    moved = np.transpose(grid, other_axes + group_axes)
-    group_size = int(np.prod([grid.shape[a] for a in group_axes]))
-    return moved.reshape(-1, group_size).tolist()
-
-
-@dataclass
-class ParallelLayout:
-    """Sizes, this rank's coordinates and groups of one parallel layout."""
-
-    world_size: int
-    rank: int
-    tp: int = 1
-    pp: int = 1
-    cp: int = 1
-    ep: int = 1
-    dp: int = 1
-    etp: int = 1  # expert tensor parallel
-    edp: int = 1  # expert data parallel
-    vpp: Optional[int] = None
-    order: str = "tp-cp-ep-dp-pp"
-    groups: Dict[str, object] = field(default_factory=dict, repr=False)
-    group_ranks: Dict[str, List[int]] = field(default_factory=dict)
-
-    def ranks(self, name: str) -> List[int]:
-        return self.group_ranks[name]
-
-    def group(self, name: str):
-        return self.groups[name]
-
-    def rank_in(self, name: str) -> int:
-        return self.group_ranks[name].index(self.rank)
-
-    def size_of(self, name: str) -> int:
-        return len(self.group_ranks[name])
-
+__all__ = ["ParallelLayout", "RankGenerator"]
 
 _LAYOUT: Optional[ParallelLayout] = None
 _VIRTUAL_PP_RANK: Optional[int] = None
-# Dense groups: name -> dimensions it spans.
-_DENSE_GROUPS = {
-    "tp": "tp", "pp": "pp", "cp": "cp", "dp": "dp", "dp-cp": "cp-dp",
-    "mp": "tp-pp", "tp-cp": "tp-cp", "tp-dp-cp": "tp-cp-dp",
-}
-_EXPERT_GROUPS = {"ep": "ep", "etp": "tp", "edp": "dp", "etp-ep": "tp-ep", "etp-ep-pp": "tp-ep-pp"}
+# Values forced by the set_* functions, by getter name.
+_OVERRIDES: Dict[str, Optional[int]] = {}
+
+
+def _rank_grid_groups(world_size: int, sizes: Dict[str, int], order: str, dims: str) -> List[List[int]]:
+    """All rank groups that vary over ``dims`` in the ``order`` grid (kept for older tests)."""
+    gen = RankGenerator(tp=sizes.get("tp", 1), ep=sizes.get("ep", 1), dp=sizes.get("dp", 1),
+                        pp=sizes.get("pp", 1), cp=sizes.get("cp", 1), order=order)
+    if gen.world_size != world_size:
+        raise ValueError(f"parallel sizes {sizes} multiply to {gen.world_size}, not the world size {world_size}")
+    return gen.get_ranks(dims)
 
 
 def initialize_model_parallel(
@@ -90,73 +43,50 @@ def initialize_model_parallel(
     use_sharp: bool = False,
     context_parallel_size: int = 1,
     hierarchical_context_parallel_sizes: Optional[List[int]] = None,
+    hybrid_context_parallel: bool = False,
     expert_model_parallel_size: int = 1,
     num_distributed_optimizer_instances: int = 1,
     expert_tensor_parallel_size: Optional[int] = None,
     nccl_communicator_config_path: Optional[str] = None,
     distributed_timeout_minutes: int = 30,
     order: str = "tp-cp-ep-dp-pp",
-    **unused_kwargs,
+    get_embedding_ranks: Optional[Callable] = None,
+    get_position_embedding_ranks: Optional[Callable] = None,
+    create_gloo_process_groups: bool = True,
+    high_priority_stream_groups: Optional[List[str]] = None,
+    sharp_enabled_group: Optional[str] = None,
+    create_all_gather_group: Optional[bool] = False,
+    **other_kwargs,
 ) -> ParallelLayout:
-    """Build every process group of the layout (collective: all ranks must call it).
-
-    Signature follows Megatron Core; arguments that only tune NCCL are accepted and unused.
-    """
+    """Build every process group of the layout (collective: all ranks must call it)."""
     global _LAYOUT, _VIRTUAL_PP_RANK
+    reject_unsupported(
+        "initialize_model_parallel",
+        {"use_sharp": False, "hybrid_context_parallel": False, "num_distributed_optimizer_instances": 1,
+         "create_all_gather_group": False},
+        pipeline_model_parallel_comm_backend=pipeline_model_parallel_comm_backend, use_sharp=use_sharp,
+        hierarchical_context_parallel_sizes=hierarchical_context_parallel_sizes,
+        hybrid_context_parallel=hybrid_context_parallel,
+        num_distributed_optimizer_instances=num_distributed_optimizer_instances,
+        nccl_communicator_config_path=nccl_communicator_config_path, get_embedding_ranks=get_embedding_ranks,
+        get_position_embedding_ranks=get_position_embedding_ranks,
+        high_priority_stream_groups=high_priority_stream_groups or None, sharp_enabled_group=sharp_enabled_group,
+        create_all_gather_group=create_all_gather_group or False, **other_kwargs)
     if not dist.is_initialized():
         raise RuntimeError("torch.distributed is not initialized: call torch.distributed.init_process_group first")
-    world_size, rank = dist.get_world_size(), dist.get_rank()
-    tp, pp, cp, ep = (tensor_model_parallel_size, pipeline_model_parallel_size,
-                      context_parallel_size, expert_model_parallel_size)
-    etp = expert_tensor_parallel_size or tp
-    model_size = tp * pp * cp
-    if world_size % model_size != 0:
-        raise ValueError(
-            f"world size {world_size} is not divisible by tensor ({tp}) x pipeline ({pp}) x context ({cp}) "
-            f"parallel sizes = {model_size}")
-    dp = world_size // model_size
-    if world_size % (etp * ep * pp) != 0:
-        raise ValueError(f"world size {world_size} is not divisible by expert-tensor ({etp}) x expert ({ep}) x "
-                         f"pipeline ({pp}) parallel sizes")
-    if dp * cp * tp % (etp * ep) != 0:
-        raise ValueError(f"expert parallel size {ep} x expert tensor parallel size {etp} must divide "
-                         f"data x context x tensor parallel size {dp * cp * tp}")
-    edp = world_size // (etp * ep * pp)
-    if "ep" in order.split("-"):
-        dense_order = order
-    else:
-        dense_order = order.replace("dp", "ep-dp")
-    layout = ParallelLayout(world_size=world_size, rank=rank, tp=tp, pp=pp, cp=cp, ep=ep, dp=dp,
-                            etp=etp, edp=edp, vpp=virtual_pipeline_model_parallel_size, order=dense_order)
-    timeout = datetime.timedelta(minutes=distributed_timeout_minutes)
-
-    def build(table, sizes, grid_order):
-        for name, dims in table.items():
-            for ranks in _rank_grid_groups(world_size, sizes, grid_order, dims):
-                group = dist.new_group(ranks, timeout=timeout)  # every rank creates every group
-                if rank in ranks:
-                    layout.groups[name], layout.group_ranks[name] = group, ranks
-
-    build(_DENSE_GROUPS, {"tp": tp, "cp": cp, "ep": 1, "dp": dp, "pp": pp}, dense_order)
-    expert_order = "-".join(d for d in dense_order.split("-") if d != "cp")
-    build(_EXPERT_GROUPS, {"tp": etp, "ep": ep, "dp": edp, "pp": pp}, expert_order)
-    # Tied input/output embeddings live on the first and last pipeline stage.
-    for pp_ranks in _rank_grid_groups(world_size, {"tp": tp, "cp": cp, "ep": 1, "dp": dp, "pp": pp}, dense_order, "pp"):
-        embedding_ranks = sorted({pp_ranks[0], pp_ranks[-1]})
-        group = dist.new_group(embedding_ranks, timeout=timeout)
-        if rank in embedding_ranks:
-            layout.groups["embd"], layout.group_ranks["embd"] = group, embedding_ranks
-        position_ranks = [pp_ranks[0]]
-        group = dist.new_group(position_ranks, timeout=timeout)
-        if rank in position_ranks:
-            layout.groups["pos-embd"], layout.group_ranks["pos-embd"] = group, position_ranks
-    _LAYOUT = layout
+    _LAYOUT = build_layout(tensor_model_parallel_size, pipeline_model_parallel_size, context_parallel_size,
+                           expert_model_parallel_size, expert_tensor_parallel_size,
+                           virtual_pipeline_model_parallel_size, order, distributed_timeout_minutes,
+                           gloo_groups=create_gloo_process_groups)
     _VIRTUAL_PP_RANK = 0 if virtual_pipeline_model_parallel_size else None
-    return layout
+    return _LAYOUT
 
 
-def model_parallel_is_initialized() -> bool:
+def is_initialized() -> bool:
     return _LAYOUT is not None
+
+
+model_parallel_is_initialized = is_initialized
 
 
 def destroy_model_parallel() -> None:
@@ -164,12 +94,18 @@ def destroy_model_parallel() -> None:
     global _LAYOUT, _VIRTUAL_PP_RANK
     _LAYOUT = None
     _VIRTUAL_PP_RANK = None
+    _OVERRIDES.clear()
 
 
 def get_layout() -> ParallelLayout:
     if _LAYOUT is None:
         raise RuntimeError("model parallel is not initialized: call parallel_state.initialize_model_parallel first")
     return _LAYOUT
+
+
+def get_device_mesh(device_type: Optional[str] = None):
+    """The global layout's DeviceMesh (dims 'pp', 'dp', 'cp', 'tp'), built on first use."""
+    return get_layout().device_mesh(device_type)
 
 
 def _group(name: str, check_initialized: bool = True):
@@ -180,17 +116,49 @@ def _group(name: str, check_initialized: bool = True):
     return _LAYOUT.groups.get(name)
 
 
+def _size(name: str, key: str) -> int:
+    if _OVERRIDES.get(f"{key}_size") is not None:
+        return _OVERRIDES[f"{key}_size"]
+    return _LAYOUT.size_of(name) if _LAYOUT else 1
+
+
+def _rank(name: str, key: str) -> int:
+    if _OVERRIDES.get(f"{key}_rank") is not None:
+        return _OVERRIDES[f"{key}_rank"]
+    return _LAYOUT.rank_in(name) if _LAYOUT else 0
+
+
+def _setter(key: str):
+    def set_value(value: Optional[int]) -> None:
+        _OVERRIDES[key] = value
+    set_value.__name__ = f"set_{key}"
+    set_value.__doc__ = "Force the value the matching getter returns (None: back to the layout's)."
+    return set_value
+
+
+set_tensor_model_parallel_world_size = _setter("tp_size")
+set_tensor_model_parallel_rank = _setter("tp_rank")
+set_pipeline_model_parallel_world_size = _setter("pp_size")
+set_pipeline_model_parallel_rank = _setter("pp_rank")
+set_data_parallel_rank = _setter("dp_rank")
+set_expert_model_parallel_world_size = _setter("ep_size")
+set_expert_model_parallel_rank = _setter("ep_rank")
+set_expert_tensor_parallel_world_size = _setter("etp_size")
+set_expert_tensor_parallel_rank = _setter("etp_rank")
+set_virtual_pipeline_model_parallel_world_size = _setter("vpp_size")
+
+
 # ---- tensor parallel ------------------------------------------------------------------------
 def get_tensor_model_parallel_group(check_initialized: bool = True):
     return _group("tp", check_initialized)
 
 
 def get_tensor_model_parallel_world_size() -> int:
-    return get_layout().tp if _LAYOUT else 1
+    return _size("tp", "tp")
 
 
 def get_tensor_model_parallel_rank() -> int:
-    return get_layout().rank_in("tp") if _LAYOUT else 0
+    return _rank("tp", "tp")
 
 
 def get_tensor_model_parallel_src_rank() -> int:
@@ -208,11 +176,11 @@ def get_pipeline_model_parallel_group(check_initialized: bool = True):
 
 
 def get_pipeline_model_parallel_world_size() -> int:
-    return get_layout().pp if _LAYOUT else 1
+    return _size("pp", "pp")
 
 
 def get_pipeline_model_parallel_rank() -> int:
-    return get_layout().rank_in("pp") if _LAYOUT else 0
+    return _rank("pp", "pp")
 
 
 def get_pipeline_model_parallel_first_rank() -> int:
@@ -234,10 +202,14 @@ def get_pipeline_model_parallel_prev_rank() -> int:
 
 
 def get_virtual_pipeline_model_parallel_world_size() -> Optional[int]:
-    return get_layout().vpp if _LAYOUT else None
+    if "vpp_size" in _OVERRIDES:
+        return _OVERRIDES["vpp_size"]
+    return _LAYOUT.vpp if _LAYOUT else None
 
 
 def get_virtual_pipeline_model_parallel_rank() -> Optional[int]:
+    """The global virtual stage (set_virtual_pipeline_model_parallel_rank); library code passes
+    ``vp_stage`` instead of reading this."""
     return _VIRTUAL_PP_RANK
 
 
@@ -246,34 +218,61 @@ def set_virtual_pipeline_model_parallel_rank(rank: Optional[int]) -> None:
     _VIRTUAL_PP_RANK = rank
 
 
-def is_pipeline_first_stage(ignore_virtual: bool = False) -> bool:
-    if not ignore_virtual and get_virtual_pipeline_model_parallel_world_size() and _VIRTUAL_PP_RANK not in (None, 0):
+def _check_vp_stage(ignore_virtual: bool, vp_stage: Optional[int]) -> Optional[int]:
+    """The virtual stage to test, or None when virtual stages do not matter."""
+    vpp = get_virtual_pipeline_model_parallel_world_size()
+    if ignore_virtual or vpp is None:
+        return None
+    if vp_stage is None:
+        raise ValueError("with virtual pipeline stages, is_pipeline_first_stage/last_stage(ignore_virtual=False) "
+                         "need vp_stage= (the model chunk's virtual stage)")
+    return vp_stage
+
+
+def is_pipeline_first_stage(ignore_virtual: bool = True, vp_stage: Optional[int] = None) -> bool:
+    """This rank is the first pipeline stage (and, unless ``ignore_virtual``, ``vp_stage`` is 0)."""
+    stage = _check_vp_stage(ignore_virtual, vp_stage)
+    if stage is not None and stage != 0:
         return False
     return get_pipeline_model_parallel_rank() == 0
 
 
-def is_pipeline_last_stage(ignore_virtual: bool = False) -> bool:
-    vpp = get_virtual_pipeline_model_parallel_world_size()
-    if not ignore_virtual and vpp and _VIRTUAL_PP_RANK not in (None, vpp - 1):
+def is_pipeline_last_stage(ignore_virtual: bool = True, vp_stage: Optional[int] = None) -> bool:
+    """This rank is the last pipeline stage (and, unless ``ignore_virtual``, ``vp_stage`` the last)."""
+    stage = _check_vp_stage(ignore_virtual, vp_stage)
+    if stage is not None and stage != get_virtual_pipeline_model_parallel_world_size() - 1:
         return False
     return get_pipeline_model_parallel_rank() == get_pipeline_model_parallel_world_size() - 1
 
 
 # ---- data and context parallel ----------------------------------------------------------------
+def _dp_name(with_context_parallel: bool, partial_data_parallel: bool) -> str:
+    # One distributed-optimizer instance (the only one supported): the partial data-parallel group
+    # is the whole data-parallel group.
+    no_effect("one distributed-optimizer instance: partial == full data-parallel group", partial_data_parallel)
+    return "dp-cp" if with_context_parallel else "dp"
+
+
 def get_data_parallel_group(with_context_parallel: bool = False, partial_data_parallel: bool = False):
-    return _group("dp-cp" if with_context_parallel else "dp")
+    return _group(_dp_name(with_context_parallel, partial_data_parallel))
+
+
+def get_data_parallel_group_gloo(with_context_parallel: bool = False, partial_data_parallel: bool = False):
+    """The gloo twin of the data-parallel group (initialize_model_parallel(create_gloo_process_groups=True))."""
+    name = _dp_name(with_context_parallel, partial_data_parallel)
+    groups = get_layout().gloo_groups
+    if name not in groups:
+        raise RuntimeError("gloo process groups were not created: initialize_model_parallel(create_gloo_process_groups=True)")
+    return groups[name]
 
 
 def get_data_parallel_world_size(with_context_parallel: bool = False, partial_data_parallel: bool = False) -> int:
-    if _LAYOUT is None:
-        return 1
-    return _LAYOUT.size_of("dp-cp" if with_context_parallel else "dp")
+    name = _dp_name(with_context_parallel, partial_data_parallel)
+    return _LAYOUT.size_of(name) if _LAYOUT else 1
 
 
 def get_data_parallel_rank(with_context_parallel: bool = False, partial_data_parallel: bool = False) -> int:
-    if _LAYOUT is None:
-        return 0
-    return _LAYOUT.rank_in("dp-cp" if with_context_parallel else "dp")
+    return _rank(_dp_name(with_context_parallel, partial_data_parallel), "dp")
 
 
 def get_data_parallel_src_rank(with_context_parallel: bool = False) -> int:
@@ -296,17 +295,35 @@ def get_context_parallel_global_ranks() -> List[int]:
     return get_layout().ranks("cp")
 
 
-def get_model_parallel_group():
+def get_hierarchical_context_parallel_groups(check_initialized: bool = True):
+    """Hierarchical context parallelism is not supported: there are none."""
+    no_effect("initialize_model_parallel rejects hierarchical_context_parallel_sizes", check_initialized)
+    return None
+
+
+def get_model_parallel_group(check_initialized: bool = True):
     """Tensor x pipeline group (what fp16 overflow and grad norms reduce over)."""
-    return _group("mp")
+    return _group("mp", check_initialized)
 
 
-def get_tensor_and_context_parallel_group():
-    return _group("tp-cp")
+def get_tensor_and_context_parallel_group(check_initialized: bool = True):
+    return _group("tp-cp", check_initialized)
 
 
-def get_tensor_and_data_parallel_group(with_context_parallel: bool = False):
-    return _group("tp-dp-cp")
+def get_tensor_and_data_parallel_group(check_initialized: bool = True, with_context_parallel: bool = False):
+    return _group("tp-dp-cp" if with_context_parallel else "tp-dp", check_initialized)
+
+
+def get_intra_distributed_optimizer_instance_group(check_initialized: bool = True):
+    """One distributed-optimizer instance: no intra-instance group of its own (None)."""
+    no_effect("a single distributed-optimizer instance", check_initialized)
+    return None
+
+
+def get_inter_distributed_optimizer_instance_group(check_initialized: bool = True):
+    """One distributed-optimizer instance: no inter-instance group (None)."""
+    no_effect("a single distributed-optimizer instance", check_initialized)
+    return None
 
 
 # ---- experts ------------------------------------------------------------------------------------
@@ -315,11 +332,11 @@ def get_expert_model_parallel_group(check_initialized: bool = True):
 
 
 def get_expert_model_parallel_world_size() -> int:
-    return get_layout().ep if _LAYOUT else 1
+    return _size("ep", "ep")
 
 
 def get_expert_model_parallel_rank() -> int:
-    return get_layout().rank_in("ep") if _LAYOUT else 0
+    return _rank("ep", "ep")
 
 
 def get_expert_tensor_parallel_group(check_initialized: bool = True):
@@ -327,14 +344,15 @@ def get_expert_tensor_parallel_group(check_initialized: bool = True):
 
 
 def get_expert_tensor_parallel_world_size() -> int:
-    return get_layout().etp if _LAYOUT else 1
+    return _size("etp", "etp")
 
 
 def get_expert_tensor_parallel_rank() -> int:
-    return get_layout().rank_in("etp") if _LAYOUT else 0
+    return _rank("etp", "etp")
 
 
-def get_expert_data_parallel_group(check_initialized: bool = True):
+def get_expert_data_parallel_group(check_initialized: bool = True, partial_expert_data_parallel: bool = False):
+    no_effect("one distributed-optimizer instance: partial == full", partial_expert_data_parallel)
     return _group("edp", check_initialized)
 
 
@@ -346,26 +364,35 @@ def get_expert_data_parallel_rank() -> int:
     return get_layout().rank_in("edp") if _LAYOUT else 0
 
 
-def get_expert_tensor_and_model_parallel_group():
-    return _group("etp-ep")
+def get_expert_tensor_and_model_parallel_group(check_initialized: bool = True):
+    return _group("etp-ep", check_initialized)
 
 
-def get_expert_tensor_model_pipeline_parallel_group():
-    return _group("etp-ep-pp")
+def get_expert_tensor_model_pipeline_parallel_group(check_initialized: bool = True):
+    return _group("etp-ep-pp", check_initialized)
 
 
 # ---- embeddings shared between first and last pipeline stage ----------------------------------
-def get_embedding_group():
-    return _group("embd")
+def get_embedding_group(check_initialized: bool = True):
+    return _group("embd", check_initialized)
 
 
-def get_position_embedding_group():
-    return _group("pos-embd")
+def get_position_embedding_group(check_initialized: bool = True):
+    return _group("pos-embd", check_initialized)
 
 
-def is_rank_in_embedding_group(ignore_virtual: bool = False) -> bool:
+def is_rank_in_embedding_group(ignore_virtual: bool = True, vp_stage: Optional[int] = None) -> bool:
+    """This rank holds the input or output embedding (unless ``ignore_virtual``: and ``vp_stage``
+    is the chunk that holds it)."""
     layout = get_layout()
-    return layout.rank in layout.group_ranks.get("embd", [])
+    ranks = layout.group_ranks.get("embd", [])
+    if layout.rank not in ranks:
+        return False
+    if ignore_virtual:
+        return True
+    if layout.rank == ranks[0] and is_pipeline_first_stage(False, vp_stage):
+        return True
+    return layout.rank == ranks[-1] and is_pipeline_last_stage(False, vp_stage)
 
 
 def is_rank_in_position_embedding_group() -> bool:

@@ -22,6 +22,7 @@ import torch.distributed as dist
 from megatron.core import device, parallel_state
 from megatron.core.tensor_parallel.random import get_cuda_rng_tracker
 from megatron.core.errors import CheckpointError
+from megatron.core.utils import no_effect, reject_unsupported
 from megatron.training.arguments.derived import set_derived
 from megatron.training.checkpoint_files import (
     copy_tokenizer_files,
@@ -33,7 +34,7 @@ from megatron.training.checkpoint_files import (
 from megatron.training.collective_errors import fail_together
 from megatron.training.global_vars import get_args
 from megatron.training.train_state import TrainState
-from megatron.training.utils import print_rank_0, refuse_unimplemented, unwrap_model
+from megatron.training.utils import print_rank_0, unwrap_model
 
 CHECKPOINT_VERSION = 3.0
 TRACKER_FILENAME = "latest_checkpointed_iteration.txt"
@@ -135,12 +136,12 @@ def save_checkpoint(iteration: int, model, optimizer, opt_param_scheduler,
     """Save at ``iteration`` under --save; ``train_state`` (where the run is) defaults to one holding
     only the iteration and FLOPs. Megatron's other arguments are accepted at their defaults only;
     ``checkpointing_context`` (Megatron's cache for its async and persistent savers) is unused here."""
-    refuse_unimplemented("save_checkpoint", pipeline_rank=(pipeline_rank, None), expert_rank=(expert_rank, None),
-                         tensor_rank=(tensor_rank, None), pipeline_parallel=(pipeline_parallel, None),
-                         expert_parallel=(expert_parallel, None), non_persistent_ckpt=(non_persistent_ckpt, False),
-                         train_data_iterator=(train_data_iterator, None),
-                         preprocess_common_state_dict_fn=(preprocess_common_state_dict_fn, None),
-                         release=(release, False))
+    reject_unsupported("save_checkpoint", {"non_persistent_ckpt": False, "release": False},
+                       pipeline_rank=pipeline_rank, expert_rank=expert_rank, tensor_rank=tensor_rank,
+                       pipeline_parallel=pipeline_parallel, expert_parallel=expert_parallel,
+                       non_persistent_ckpt=non_persistent_ckpt, train_data_iterator=train_data_iterator,
+                       preprocess_common_state_dict_fn=preprocess_common_state_dict_fn, release=release)
+    no_effect("Megatron's cache for its async and persistent savers; nothing to cache here", checkpointing_context)
     args = get_args()
     if train_state is None:
         train_state = TrainState(iteration=iteration,
@@ -221,7 +222,9 @@ def load_checkpoint(model, optimizer, opt_param_scheduler, load_arg: str = "load
     Without a checkpoint there, --pretrained-checkpoint is loaded as fine-tuning weights if given;
     otherwise training starts from the initialised model (or fails with --exit-on-missing-checkpoint).
     """
-    refuse_unimplemented("load_checkpoint", skip_load_to_model_and_opt=(skip_load_to_model_and_opt, False))
+    reject_unsupported("load_checkpoint", {"skip_load_to_model_and_opt": False},
+                       skip_load_to_model_and_opt=skip_load_to_model_and_opt)
+    no_effect("Megatron's cache for its async and persistent savers; nothing to cache here", checkpointing_context)
     args = get_args()
     load_dir = getattr(args, load_arg)
     finetune = args.finetune

@@ -7,6 +7,8 @@ import torch
 from megatron.core import parallel_state
 from megatron.core.num_microbatches_calculator import get_num_microbatches
 from megatron.core.pipeline_parallel import get_forward_backward_func
+from megatron.core.pipeline_parallel.hooks import ScheduleHooks
+from megatron.core.utils import no_effect
 from megatron.training.global_vars import get_args, get_tensorboard_writer
 from megatron.training.log_line import validation_log_lines
 from megatron.training.throughput import format_eta
@@ -26,6 +28,7 @@ def evaluate(forward_step_func, data_iterator, model, process_non_loss_data_func
     ``verbose`` prints a progress line at the --log-interval batches once the evaluation has run
     for PROGRESS_AFTER_S seconds (a short one stays quiet). Returns (losses, collected non-loss data
     or None)."""
+    no_effect("the schedule reads the model's own config", config)
     args = get_args()
     for chunk in model:
         chunk.eval()
@@ -41,7 +44,7 @@ def evaluate(forward_step_func, data_iterator, model, process_non_loss_data_func
                 forward_step_func=forward_step_func, data_iterator=data_iterator, model=model,
                 num_microbatches=get_num_microbatches(), seq_length=args.seq_length,
                 micro_batch_size=args.micro_batch_size, decoder_seq_length=args.decoder_seq_length,
-                forward_only=True)
+                forward_only=True, hooks=ScheduleHooks())
             if parallel_state.is_pipeline_last_stage(ignore_virtual=True):
                 for key, value in reduce_losses(losses_reduced).items():
                     sums[key] = sums.get(key, 0.0) + value
@@ -61,7 +64,7 @@ def evaluate(forward_step_func, data_iterator, model, process_non_loss_data_func
                     forward_step_func=forward_step_func, data_iterator=data_iterator, model=model,
                     num_microbatches=get_num_microbatches(), seq_length=args.seq_length,
                     micro_batch_size=args.micro_batch_size, decoder_seq_length=args.decoder_seq_length,
-                    forward_only=True, collect_non_loss_data=True)
+                    forward_only=True, collect_non_loss_data=True, hooks=ScheduleHooks())
     for chunk in model:
         chunk.train()
     return {key: value / max(eval_batches, 1) for key, value in sums.items()}, collected

@@ -11,12 +11,13 @@ import torch.distributed as dist
 
 from megatron.core import device, parallel_state
 from megatron.core.errors import ConfigError
+from megatron.core.utils import no_effect, reject_unsupported
 from megatron.core.num_microbatches_calculator import init_num_microbatches_calculator
 from megatron.core.tensor_parallel.random import model_parallel_cuda_manual_seed, set_param_init_seed
 from megatron.core.timers import Timers
 from megatron.training import global_vars
 from megatron.training.arguments.derived import freeze, set_derived
-from megatron.training.utils import print_rank_0, refuse_unimplemented, warn_rank_0
+from megatron.training.utils import print_rank_0, warn_rank_0
 
 
 def _free_port() -> int:
@@ -136,9 +137,10 @@ def initialize_megatron(extra_args_provider=None, args_defaults=None, ignore_unk
     Returns args, read-only from here on (megatron/training/arguments/derived.py).
 
     ``allow_no_cuda`` is accepted for Megatron's callers: the CPU is always allowed here."""
-    refuse_unimplemented("initialize_megatron", skip_mpu_initialization=(skip_mpu_initialization, False),
-                         get_embedding_ranks=(get_embedding_ranks, None),
-                         get_position_embedding_ranks=(get_position_embedding_ranks, None))
+    no_effect("the CPU is always allowed here", allow_no_cuda)
+    reject_unsupported("initialize_megatron", {"skip_mpu_initialization": False},
+                       skip_mpu_initialization=skip_mpu_initialization, get_embedding_ranks=get_embedding_ranks,
+                       get_position_embedding_ranks=get_position_embedding_ranks)
     args = parsed_args if parsed_args is not None else _parse_and_validate(argv, extra_args_provider, args_defaults,
                                                                            ignore_unknown_args)
     global_vars.set_args(args)

@@ -25,7 +25,8 @@ from megatron.core.num_microbatches_calculator import (
     update_num_microbatches,
 )
 from megatron.core.pipeline_parallel import get_forward_backward_func
-from megatron.core.utils import get_model_config
+from megatron.core.pipeline_parallel.hooks import ScheduleHooks
+from megatron.core.utils import get_model_config, no_effect, reject_unsupported
 from megatron.training.checkpointing import save_checkpoint
 from megatron.training.data_iterators import RunData, build_data_iterators
 from megatron.training.evaluation import evaluate_and_print_results
@@ -70,6 +71,7 @@ def train_step(forward_step_func: Callable, data_iterator, model: List[torch.nn.
     """One optimizer step over a global batch. Returns (losses, skipped, grad_norm, num_zeros).
 
     ``state`` is the run's TrainState (read here for messages; train() advances it)."""
+    no_effect("the schedule reads the model's own config", config)
     args = get_args()
     timers = get_timers()
     step = (state.iteration if state is not None else 0) + 1
@@ -81,7 +83,7 @@ def train_step(forward_step_func: Callable, data_iterator, model: List[torch.nn.
         forward_step_func=forward_step_func, data_iterator=data_iterator, model=model,
         num_microbatches=get_num_microbatches(), seq_length=args.seq_length,
         micro_batch_size=args.micro_batch_size, decoder_seq_length=args.decoder_seq_length,
-        forward_only=False)
+        forward_only=False, hooks=schedule_hooks(model, optimizer))
     timers("forward-backward").stop()
     if args.check_for_nan_in_loss_and_grad:
         bad_ranks = nonfinite_loss_ranks(losses_reduced)
@@ -131,14 +133,11 @@ def _should_exit(iteration: int, job: Job) -> Optional[str]:
     return None
 
 
-def prepare_train_config(model: List[torch.nn.Module], optimizer, config=None):
-    """Hook the optimizer's loss scaling and the gradient finalisation into the model config
-    (what the schedules call); returns the config."""
-    config = config or get_model_config(model[0])
-    config.grad_scale_func = optimizer.scale_loss
-    config.finalize_model_grads_func = finalize_model_grads
-    config.no_sync_func = model[0].no_sync if len(model) == 1 else None
-    return config
+def schedule_hooks(model: List[torch.nn.Module], optimizer) -> ScheduleHooks:
+    """What the schedule calls during a training step: the optimizer's loss scaling, the gradient
+    finalisation, and the data-parallel wrapper's no_sync (passed, not stored on the model config)."""
+    return ScheduleHooks(scale_loss=optimizer.scale_loss, finalize_grads=finalize_model_grads,
+                         no_sync=model[0].no_sync if len(model) == 1 else None)
 
 
 def train(forward_step_func, model, optimizer, opt_param_scheduler, train_data_iterator, valid_data_iterator,
@@ -155,7 +154,7 @@ def train(forward_step_func, model, optimizer, opt_param_scheduler, train_data_i
     job = _CURRENT_JOB = job or Job(start_time=time.time(), start_flops=state.floating_point_operations_so_far)
     for chunk in model:
         chunk.train()
-    config = prepare_train_config(model, optimizer, config)
+    config = config or get_model_config(model[0])
     reporter = TrainingReporter(model, args)
     profiler = Profiler(args)
     if args.manual_gc:
@@ -236,13 +235,12 @@ def pretrain(train_valid_test_dataset_provider, model_provider, model_type=Model
              non_loss_data_func=None, store=None, inprocess_call_wrapper=None, argv=None):
     """Megatron's entry point: initialise, build model/optimizer/data, train, evaluate, save."""
     global _PRETRAIN_CALLS
+    reject_unsupported("pretrain", inprocess_call_wrapper=inprocess_call_wrapper)
     _PRETRAIN_CALLS += 1
     start = _PROCESS_START if _PRETRAIN_CALLS == 1 else time.time()
     initialize_megatron(extra_args_provider=extra_args_provider, args_defaults=args_defaults or {}, argv=argv,
                         get_embedding_ranks=get_embedding_ranks,
                         get_position_embedding_ranks=get_position_embedding_ranks, store=store)
-    if inprocess_call_wrapper is not None:
-        raise NotImplementedError("pretrain(inprocess_call_wrapper=...): in-process restart is not supported")
     args = get_args()
     if args.log_progress:
         from megatron.training.progress_file import append_to_progress_log

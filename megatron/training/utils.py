@@ -84,12 +84,3 @@ def report_memory(name: str) -> None:
           f"reserved: {torch.cuda.memory_reserved() / mb:.1f} | "
           f"max reserved: {torch.cuda.max_memory_reserved() / mb:.1f}", flush=True)
 
-
-def refuse_unimplemented(owner: str, **given) -> None:
-    """Raise NotImplementedError naming each Megatron-compatible argument of ``owner`` that we
-    accept but do not implement, when it is given a value other than its default.
-    ``given``: name -> (value, default)."""
-    set_ones = [name for name, (value, default) in given.items() if value is not default and value != default]
-    if set_ones:
-        raise NotImplementedError(f"{owner}: {', '.join(set_ones)} {'is' if len(set_ones) == 1 else 'are'} "
-                                  "not supported here (leave at the default)")

@@ -1,6 +1,7 @@
 """Flag coverage (see test_flag_coverage.py): data sources and masks, validation, tokenizer files,
 checkpointing and controlled exits, each through short real runs of pretrain()."""
 import glob
+import hashlib
 import json
 import math
 import os
@@ -176,14 +177,28 @@ def _started_minutes_ago(minutes, at_iteration):
 
 
 
+def _rng_fingerprint(store, at_iteration):
+    """A digest of torch's and the RNG tracker's generator states after the forward and backward of
+    ``at_iteration`` (what its dropout masks were drawn from)."""
+    def hook(model_chunks, iteration):
+        if iteration == at_iteration:
+            from megatron.core.tensor_parallel.random import get_cuda_rng_tracker
+            tracked = get_cuda_rng_tracker().get_states()
+            states = [torch.get_rng_state()] + [tracked[name] for name in sorted(tracked)]
+            store["rng"] = hashlib.md5(b"".join(state.numpy().tobytes() for state in states)).hexdigest()
+    return hook
+
+
 def _checkpoint_runs(rank, world_size, corpus, workdir):
     ckpt, empty = os.path.join(workdir, "ckpt"), os.path.join(workdir, "empty")
     os.makedirs(empty)
     # Dropout on, so that the random state matters for an exact resume.
     base = with_flags(base_argv(corpus), hidden_dropout=0.1, train_iters=6)
     resume = base + ["--load", ckpt, "--ckpt-step", "4"]
+    straight_rng = {}
     out = {"straight": run_flags(base + ["--save", ckpt, "--save-interval", "2", "--save-retain-interval", "4",
-                                    "--log-progress"])}
+                                    "--log-progress"], _rng_fingerprint(straight_rng, 5))}
+    out["straight"]["rng_at_5"] = straight_rng["rng"]
     out["saved"] = sorted(os.listdir(ckpt))
     out["tracker"] = tracker_of(ckpt)
     with open(os.path.join(ckpt, "progress.txt")) as f:
@@ -203,8 +218,10 @@ def _checkpoint_runs(rank, world_size, corpus, workdir):
                                  "--exit-interval", "2"],
         "long_duration": base + ["--exit-duration-in-mins", "10"],
     }
+    fingerprints = {name: {} for name in ("resume", "no_load_rng")}
     for name, argv in runs.items():
-        out[name] = run_flags(argv)
+        out[name] = run_flags(argv, _rng_fingerprint(fingerprints[name], 5) if name in fingerprints else None)
+        out[name]["rng_at_5"] = fingerprints.get(name, {}).get("rng")
     # --exit-duration-in-mins counts whole minutes: pretend, during iteration 1, that the run
     # started two minutes ago.
     out["exit_duration"] = run_flags(base + ["--save", os.path.join(workdir, "exit2"), "--save-interval", "100",
@@ -266,9 +283,10 @@ def test_checkpointing_and_exit_flags(corpus, tmp_path):
     assert resume["steps"] == 2 and resume["loss"] == straight["loss"][4:] and resume["lr"] == straight["lr"][4:]
     # Without the optimizer state the first loss (same weights) agrees, the next one does not.
     assert runs["no_load_optim"]["loss"][0] == straight["loss"][4]
-    assert runs["no_load_optim"]["loss"][1] != straight["loss"][5]
-    # Without the RNG state the dropout masks differ from the first step on.
-    assert runs["no_load_rng"]["loss"][0] != straight["loss"][4]
+    assert differs(runs["no_load_optim"]["loss"][1], straight["loss"][5])  # by 0.12
+    # Without the RNG state the dropout masks differ from the first step on. Their effect on the loss
+    # (3e-4 relative at dropout 0.1) is small: compare the generator states the masks came from.
+    assert resume["rng_at_5"] == straight["rng_at_5"] and runs["no_load_rng"]["rng_at_5"] != straight["rng_at_5"]
 
     # --finetune and --pretrained-checkpoint both start at iteration 0 from the saved weights.
     finetune, pretrained, fresh = runs["finetune"], runs["pretrained"], runs["fresh"]

@@ -1,6 +1,5 @@
 from megatron.core import parallel_state as ps
 from megatron.core.parallel_state import _rank_grid_groups
-from tests.harness import run_distributed
 
 
 def test_rank_order_tp_fastest():
@@ -23,8 +22,8 @@ def _layout_checks(rank, world_size):
     return out
 
 
-def test_groups_on_four_ranks():
-    results = run_distributed(_layout_checks, 4)
+def check_groups_on_four_ranks(results):
+    """Assertions on _layout_checks' per-rank results (run inside test_process_groups' spawn)."""
     # rank 3 with tp=2, pp=2: tp rank 1, dp rank 0, pp rank 1
     assert results[3][(2, 2)][:4] == (1, 0, 1, 1)
     assert results[3][(2, 2)][4] == [2, 3]

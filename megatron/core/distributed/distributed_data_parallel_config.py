@@ -1,7 +1,34 @@
 from dataclasses import dataclass
 from typing import Optional
 
+from megatron.core.config_fields import megatron_config
 
+_FSDP_ONLY = "only used by FSDP, which is not supported yet"
+_COMM = "communication tuning: the reduced gradients are the same"
+
+
+@megatron_config(
+    unsupported={
+        "use_distributed_optimizer": "the distributed (sharded) optimizer is not supported yet",
+        "overlap_param_gather": "needs the distributed optimizer, not supported yet",
+        "num_distributed_optimizer_instances": "needs the distributed optimizer, not supported yet",
+        "check_for_large_grads": "the large-gradient check is not supported",
+        "fp8_param_gather": "fp8 parameters are not supported",
+        "use_megatron_fsdp": "FSDP is not supported yet",
+        "use_custom_fsdp": "FSDP is not supported yet",
+        "data_parallel_sharding_strategy": "FSDP is not supported yet",
+    },
+    no_effect={
+        "overlap_grad_reduce": "gradients are reduced once after backward; overlap would change only the timing",
+        "align_param_gather": "needs the distributed optimizer, refused above",
+        "check_for_nan_in_grad": "non-finite gradients are caught after the reduction: MixedPrecisionOptimizer.step "
+                                 "refuses a step whose grad norm is not finite and returns that norm",
+        "bucket_size": _COMM, "pad_buckets_for_high_nccl_busbw": _COMM, "gradient_reduce_div_fusion": _COMM,
+        "nccl_ub": _COMM,
+        "suggested_communication_unit_size": _FSDP_ONLY, "preserve_fp32_weights": _FSDP_ONLY,
+        "fsdp_double_buffer": _FSDP_ONLY,
+        "keep_fp8_transpose_cache": "fp8 is not supported", "reuse_grad_buf_for_mxfp8_param_ag": "fp8 is not supported",
+    })
 @dataclass
 class DistributedDataParallelConfig:
     """Data-parallel gradient handling (Megatron Core's names)."""

@@ -1,53 +1,84 @@
-"""After the last micro-batch's backward: reduce gradients across the ranks that hold partial sums."""
-from typing import List, Optional
+"""After the last micro-batch's backward: reduce gradients across the ranks that hold partial sums.
+
+Which gradients are partial over tensor parallelism is read from each parameter's ParamLayout
+(``grad_partial_over_tp``); the groups come from ``pg_collection`` (default: the model chunk's own,
+then the global layout's).
+"""
+from typing import Dict, List, Optional
 
 import torch
 import torch.distributed as dist
 
-from megatron.core import parallel_state
+from megatron.core.param_layout import ParamLayout, param_layouts
+from megatron.core.process_groups_config import ProcessGroupCollection, default_pg_collection
+from megatron.core.utils import get_pg_size, no_effect
 
 
 def _grad_of(param: torch.nn.Parameter) -> Optional[torch.Tensor]:
     return param.main_grad if hasattr(param, "main_grad") else param.grad
 
 
-def _allreduce_partial_tp_grads(model: List[torch.nn.Module]) -> None:
-    """Sum over the tensor-parallel group the gradients that each rank only holds in part:
-    norms and row-parallel biases under sequence parallelism (each rank saw a slice of the
-    sequence) and q/k norms (each rank normalised its own heads)."""
-    if parallel_state.get_tensor_model_parallel_world_size() == 1:
-        return
-    grads = []
+def _layouts_of(chunk: torch.nn.Module) -> Dict[str, ParamLayout]:
+    table = getattr(chunk, "param_layouts", None)  # DDP keeps the wrapped module's table
+    if isinstance(table, dict):
+        return {f"module.{name}": layout for name, layout in table.items()}
+    return param_layouts(chunk)
+
+
+def _chunk_pg_collection(chunk: torch.nn.Module) -> Optional[ProcessGroupCollection]:
+    while chunk is not None:
+        pg = getattr(chunk, "pg_collection", None)
+        if isinstance(pg, ProcessGroupCollection):
+            return pg
+        chunk = getattr(chunk, "module", None)
+    return None
+
+
+def _allreduce_partial_tp_grads(model: List[torch.nn.Module], pg_collection: ProcessGroupCollection) -> None:
+    """Sum over the tensor-parallel group the gradients that each rank only holds in part: norms
+    and row-parallel biases under sequence parallelism (each rank saw a slice of the sequence) and
+    q/k norms (each rank normalised its own heads)."""
+    by_group: Dict[str, List[torch.Tensor]] = {}
     for chunk in model:
-        for param in chunk.parameters():
-            if getattr(param, "sequence_parallel", False) or getattr(param, "reduce_grad_across_tp", False):
-                grad = _grad_of(param)
-                if grad is not None:
-                    grads.append(grad)
-    if not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat, group=parallel_state.get_tensor_model_parallel_group())
-    offset = 0
-    for g in grads:
-        g.copy_(flat[offset:offset + g.numel()].view_as(g))
-        offset += g.numel()
+        layouts = _layouts_of(chunk)
+        for name, param in chunk.named_parameters():
+            layout = layouts[name]
+            grad = _grad_of(param)
+            if layout.grad_partial_over_tp and grad is not None:
+                by_group.setdefault(layout.tp_group, []).append(grad)
+    for group_name, grads in by_group.items():
+        group = pg_collection.group(group_name)
+        if get_pg_size(group) == 1:
+            continue
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat, group=group)
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()
 
 
 def finalize_model_grads(model: List[torch.nn.Module], num_tokens: Optional[torch.Tensor] = None,
-                         pg_collection=None) -> None:
+                         pg_collection: Optional[ProcessGroupCollection] = None,
+                         force_all_reduce: Optional[bool] = False) -> None:
     """Data-parallel reduction, tensor-parallel partial sums, and per-token normalisation.
 
     ``num_tokens`` (with --calculate-per-token-loss) is this rank's count of loss tokens; the
     gradients, which are sums over tokens, are divided by the count over all data-parallel ranks.
     """
+    no_effect("gradients are always all-reduced (there is no reduce-scatter without the distributed "
+              "optimizer)", force_all_reduce)
+    if not isinstance(model, list):
+        model = [model]
+    pg = default_pg_collection(pg_collection or _chunk_pg_collection(model[0]))
     for chunk in model:
         chunk.finish_grad_sync()
-    _allreduce_partial_tp_grads(model)
+    _allreduce_partial_tp_grads(model, pg)
     if num_tokens is not None:
         total = num_tokens.detach().clone().float()
-        if parallel_state.get_data_parallel_world_size(with_context_parallel=True) > 1:
-            dist.all_reduce(total, group=parallel_state.get_data_parallel_group(with_context_parallel=True))
+        dp_cp = pg.group("dp_cp")
+        if get_pg_size(dp_cp) > 1:
+            dist.all_reduce(total, group=dp_cp)
         scale = 1.0 / max(float(total), 1.0)
         for chunk in model:
             chunk.scale_gradients(scale)

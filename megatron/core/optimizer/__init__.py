@@ -5,6 +5,9 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 
 from megatron.core import device
+from megatron.core.param_layout import ParamLayout, ParamRole, param_layouts
+from megatron.core.process_groups_config import ProcessGroupCollection, default_pg_collection
+from megatron.core.utils import get_pg_rank, get_pg_size, no_effect, reject_unsupported
 from megatron.core.optimizer.grad_scaler import ConstantGradScaler, DynamicGradScaler
 from megatron.core.optimizer.optimizer import (
     Float16OptimizerWithFloat16Params,
@@ -13,28 +16,40 @@ from megatron.core.optimizer.optimizer import (
     MixedPrecisionOptimizer,
 )
 from megatron.core.optimizer.optimizer_config import OptimizerConfig
+from megatron.core.errors import ConfigError
 
 
 def _default_no_weight_decay(name: str, param: torch.nn.Parameter) -> bool:
     return name.endswith(".bias") or len(param.shape) == 1
 
 
-def _get_param_groups(model_chunks: List[torch.nn.Module], config: OptimizerConfig,
-                      no_weight_decay_cond: Optional[Callable], scale_lr_cond: Optional[Callable],
-                      lr_mult: float) -> List[Dict]:
-    """Group parameters by (weight-decay multiplier, LR multiplier, decoupled LR)."""
-    groups: Dict[Tuple, List[torch.nn.Parameter]] = {}
+def _named_params_with_layouts(model_chunks: List[torch.nn.Module]):
+    """(name, parameter, layout) of every trainable parameter of the chunks, each parameter once."""
     seen = set()
     for chunk in model_chunks:
+        layouts = param_layouts(chunk)
         for name, param in chunk.named_parameters():
-            if not param.requires_grad or id(param) in seen:
-                continue
-            seen.add(id(param))
-            no_wd = (no_weight_decay_cond or _default_no_weight_decay)(name, param)
-            scale_lr = scale_lr_cond(name, param) if scale_lr_cond is not None else False
-            decoupled = config.decoupled_lr is not None and getattr(param, "is_embedding_or_output_parameter", False)
-            key = (0.0 if no_wd else 1.0, lr_mult if scale_lr else 1.0, decoupled)
-            groups.setdefault(key, []).append(param)
+            if param.requires_grad and id(param) not in seen:
+                seen.add(id(param))
+                yield name, param, layouts[name]
+
+
+def _get_param_groups(model_chunks: List[torch.nn.Module], config: OptimizerConfig,
+                      no_weight_decay_cond: Optional[Callable], scale_lr_cond: Optional[Callable],
+                      lr_mult: float, skip_embedding_weight_decay: bool = False) -> List[Dict]:
+    """Group parameters by (weight-decay multiplier, LR multiplier, decoupled LR)."""
+    groups: Dict[Tuple, List[torch.nn.Parameter]] = {}
+    for name, param, layout in _named_params_with_layouts(model_chunks):
+        if no_weight_decay_cond is not None:
+            no_wd = no_weight_decay_cond(name, param)
+        else:
+            no_wd = _default_no_weight_decay(name, param) or (
+                skip_embedding_weight_decay and layout.role == ParamRole.EMBEDDING)
+        scale_lr = scale_lr_cond(name, param) if scale_lr_cond is not None else False
+        # The decoupled learning rate (--decoupled-lr) is for the input embedding and output layer.
+        decoupled = config.decoupled_lr is not None and layout.role in (ParamRole.EMBEDDING, ParamRole.OUTPUT)
+        key = (0.0 if no_wd else 1.0, lr_mult if scale_lr else 1.0, decoupled)
+        groups.setdefault(key, []).append(param)
     param_groups = []
     for (wd_mult, group_lr_mult, decoupled), params in groups.items():
         max_lr = config.decoupled_lr if decoupled else config.lr
@@ -69,7 +84,7 @@ def _torch_optimizer(config: OptimizerConfig, param_groups: List[Dict]) -> torch
         return torch.optim.AdamW(param_groups, **kwargs)
     if config.optimizer == "sgd":
         return torch.optim.SGD(param_groups, lr=lr, weight_decay=config.weight_decay, momentum=config.sgd_momentum)
-    raise ValueError(f"--optimizer {config.optimizer!r} is not supported yet (supported: adam, sgd)")
+    raise ConfigError(f"--optimizer {config.optimizer!r} is not supported yet (supported: adam, sgd)")
 
 
 def _grad_scaler(config: OptimizerConfig):
@@ -82,22 +97,52 @@ def _grad_scaler(config: OptimizerConfig):
                              hysteresis=config.hysteresis)
 
 
+def _counted_in_grad_norm(layout: ParamLayout, pg_collection: ProcessGroupCollection) -> bool:
+    """Each parameter counts once in the global norm: a replicated one on TP rank 0 only, a tied
+    copy (the output layer of the last pipeline stage) not at all (its original counts)."""
+    if layout.tied_to is not None:
+        return False
+    return layout.is_tensor_parallel or get_pg_rank(pg_collection.group(layout.tp_group)) == 0
+
+
+def _chunk_pg_collection(model_chunks: List[torch.nn.Module]) -> Optional[ProcessGroupCollection]:
+    from megatron.core.distributed.finalize_model_grads import _chunk_pg_collection as find
+    return find(model_chunks[0]) if model_chunks else None
+
+
 def get_megatron_optimizer(config: OptimizerConfig, model_chunks: List[torch.nn.Module],
                            no_weight_decay_cond: Optional[Callable] = None,
                            scale_lr_cond: Optional[Callable] = None, lr_mult: float = 1.0,
                            use_gloo_process_groups: bool = True,
-                           default_skip_embedding_weight_decay: bool = False, **unused) -> MixedPrecisionOptimizer:
-    """Megatron Core's entry point: one optimizer over all model chunks of this rank."""
-    if config.use_distributed_optimizer:
-        raise NotImplementedError("--use-distributed-optimizer is not supported yet")
+                           default_skip_embedding_weight_decay: bool = False,
+                           pg_collection: Optional[ProcessGroupCollection] = None, config_overrides=None,
+                           dump_param_to_param_group_map: Optional[str] = None,
+                           **other_kwargs) -> MixedPrecisionOptimizer:
+    """Megatron Core's entry point: one optimizer over all model chunks of this rank.
+
+    ``model_chunks`` is a list (one module is accepted too). The grad norm reduces over
+    ``pg_collection.mp`` (tensor x pipeline; default: the chunks' own collection, then the global
+    layout's), the fp16 overflow flag over mp and dp_cp; each parameter counts once in the norm,
+    as its ParamLayout says.
+    """
+    reject_unsupported("get_megatron_optimizer", config_overrides=config_overrides,
+                       dump_param_to_param_group_map=dump_param_to_param_group_map, **other_kwargs)
+    no_effect("gloo groups serve the distributed optimizer's checkpoints, which is not supported",
+              use_gloo_process_groups)
     if not isinstance(model_chunks, list):
         model_chunks = [model_chunks]
-    param_groups = _get_param_groups(model_chunks, config, no_weight_decay_cond, scale_lr_cond, lr_mult)
+    pg = default_pg_collection(pg_collection or _chunk_pg_collection(model_chunks))
+    param_groups = _get_param_groups(model_chunks, config, no_weight_decay_cond, scale_lr_cond, lr_mult,
+                                     default_skip_embedding_weight_decay)
+    counted = {id(p) for _, p, layout in _named_params_with_layouts(model_chunks) if _counted_in_grad_norm(layout, pg)}
     model_params_groups = [group["params"] for group in param_groups]
     for group in param_groups:
         group["params"] = [_main_param(p) for p in group["params"]]
     optimizer = _torch_optimizer(config, param_groups)
-    return MixedPrecisionOptimizer(optimizer, config, _grad_scaler(config), model_params_groups)
+    mp = pg.group("mp")
+    return MixedPrecisionOptimizer(optimizer, config, _grad_scaler(config), model_params_groups,
+                                   grad_stats_parallel_group=mp if get_pg_size(mp) > 1 else None,
+                                   params_counted_in_grad_norm=counted, found_inf_groups=[mp, pg.group("dp_cp")])
 
 
 __all__ = ["OptimizerConfig", "get_megatron_optimizer", "MegatronOptimizer", "MixedPrecisionOptimizer",

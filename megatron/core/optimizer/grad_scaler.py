@@ -16,6 +16,7 @@ from typing import Dict
 import torch
 
 from megatron.core.device import current_device
+from megatron.core.errors import ConfigError
 
 
 def _scalar_tensor(value: float) -> torch.Tensor:
@@ -27,7 +28,7 @@ class MegatronGradScaler(ABC):
 
     def __init__(self, initial_scale: float):
         if not initial_scale > 0.0:
-            raise ValueError(f"the loss scale (--loss-scale / --initial-loss-scale) must be > 0, got {initial_scale}")
+            raise ConfigError(f"the loss scale (--loss-scale / --initial-loss-scale) must be > 0, got {initial_scale}")
         self._scale = _scalar_tensor(initial_scale)
 
     @property
@@ -79,17 +80,17 @@ class DynamicGradScaler(MegatronGradScaler):
     ):
         super().__init__(initial_scale)
         if not 0.0 < min_scale <= initial_scale:
-            raise ValueError(
+            raise ConfigError(
                 f"--min-loss-scale must be > 0 and <= --initial-loss-scale ({initial_scale}), got {min_scale}"
             )
         if not growth_factor > 1.0:
-            raise ValueError(f"loss-scale growth factor must be > 1, got {growth_factor}")
+            raise ConfigError(f"loss-scale growth factor must be > 1, got {growth_factor}")
         if not 0.0 < backoff_factor < 1.0:
-            raise ValueError(f"loss-scale backoff factor must be in (0, 1), got {backoff_factor}")
+            raise ConfigError(f"loss-scale backoff factor must be in (0, 1), got {backoff_factor}")
         if not growth_interval > 0:
-            raise ValueError(f"--loss-scale-window must be > 0, got {growth_interval}")
+            raise ConfigError(f"--loss-scale-window must be > 0, got {growth_interval}")
         if not hysteresis > 0:
-            raise ValueError(f"--hysteresis must be > 0, got {hysteresis}")
+            raise ConfigError(f"--hysteresis must be > 0, got {hysteresis}")
         self.min_scale = _scalar_tensor(min_scale)
         self.growth_factor = _scalar_tensor(growth_factor)
         self.backoff_factor = _scalar_tensor(backoff_factor)

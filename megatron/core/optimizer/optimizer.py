@@ -5,7 +5,7 @@ fp32 gradients accumulated by the data-parallel wrapper (``param.main_grad``), t
 result back. With fp32 parameters the main params are the model's own.
 """
 import math
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
 import torch
 import torch.distributed as dist
@@ -20,15 +20,35 @@ from megatron.core.optimizer.grad_scaler import MegatronGradScaler
 from megatron.core.tensor_parallel.layers import param_is_not_tensor_parallel_duplicate
 
 
+_GLOBAL = object()  # "not given": take the global layout's group
+
+
+def _global_grad_stats_group():
+    if not parallel_state.model_parallel_is_initialized():
+        return None
+    if parallel_state.get_tensor_model_parallel_world_size() * parallel_state.get_pipeline_model_parallel_world_size() == 1:
+        return None
+    return parallel_state.get_model_parallel_group()
+
+
 class MixedPrecisionOptimizer:
     """Wraps a torch optimizer built over the fp32 main params.
 
     ``model_params_groups[i][j]`` is the model parameter whose main copy is
-    ``optimizer.param_groups[i]['params'][j]``.
+    ``optimizer.param_groups[i]['params'][j]``. ``grad_stats_parallel_group`` is the group the grad
+    norm, zero count and fp16 overflow flag are reduced over (the model-parallel group; None: this
+    rank alone); ``params_counted_in_grad_norm`` holds the ids of the model parameters this rank
+    counts in the norm (get_megatron_optimizer derives both from the ParamLayout table). The fp16
+    overflow flag is reduced (MAX) over each of ``found_inf_groups`` in turn (model-parallel, then
+    data-parallel: together every rank of the model), so a step is skipped on every rank or none.
+    Left out, these come from the global layout (the whole world for the overflow flag) and
+    Megatron's parameter attributes.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, config, grad_scaler: Optional[MegatronGradScaler],
-                 model_params_groups: List[List[torch.nn.Parameter]], init_state_fn: Optional[Callable] = None):
+                 model_params_groups: List[List[torch.nn.Parameter]], init_state_fn: Optional[Callable] = None,
+                 grad_stats_parallel_group=_GLOBAL, params_counted_in_grad_norm: Optional[Set[int]] = None,
+                 found_inf_groups=_GLOBAL):
         self.optimizer = optimizer
         self.config = config
         self.grad_scaler = grad_scaler
@@ -41,6 +61,15 @@ class MixedPrecisionOptimizer:
             for model_p, main_p in zip(model_group, main_group)
         ]
         self.has_separate_main_params = any(m is not p for m, p in self.pairs)
+        if grad_stats_parallel_group is _GLOBAL:
+            grad_stats_parallel_group = _global_grad_stats_group()
+        self.grad_stats_parallel_group = grad_stats_parallel_group
+        if params_counted_in_grad_norm is None:
+            params_counted_in_grad_norm = {id(p) for p, _ in self.pairs if param_is_not_tensor_parallel_duplicate(p)}
+        self.params_counted_in_grad_norm = params_counted_in_grad_norm
+        if found_inf_groups is _GLOBAL:
+            found_inf_groups = [dist.group.WORLD] if dist.is_initialized() and dist.get_world_size() > 1 else []
+        self.found_inf_groups = [g for g in found_inf_groups if g is not None]
 
     # ---- torch-optimizer-like surface -------------------------------------------------------
     @property
@@ -56,8 +85,11 @@ class MixedPrecisionOptimizer:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for model_p, main_p in self.pairs:
-            model_p.grad = None
-            main_p.grad = None
+            for p in (model_p, main_p):
+                if set_to_none or p.grad is None:
+                    p.grad = None
+                else:
+                    p.grad.detach_().zero_()
 
     def get_loss_scale(self) -> torch.Tensor:
         if self.grad_scaler is None:
@@ -87,8 +119,7 @@ class MixedPrecisionOptimizer:
     def get_main_grads_for_grad_norm(self) -> List[torch.Tensor]:
         """Gradients this rank counts in the global norm: each parameter once across TP ranks."""
         return [main.grad for model_p, main in self.pairs
-                if main.grad is not None and param_is_not_tensor_parallel_duplicate(model_p)
-                and not getattr(model_p, "shared", False)]
+                if main.grad is not None and id(model_p) in self.params_counted_in_grad_norm]
 
     def _unscale_and_find_inf(self) -> bool:
         """Divide the gradients by the loss scale; True if any rank saw an inf or NaN."""
@@ -97,25 +128,18 @@ class MixedPrecisionOptimizer:
         inv_scale = self.grad_scaler.inv_scale.to(found_inf.device)
         if grads:
             torch._amp_foreach_non_finite_check_and_unscale_(grads, found_inf, inv_scale)
-        # Every rank must take the same decision: skip the step everywhere if any rank overflowed.
-        if dist.is_initialized() and dist.get_world_size() > 1:
-            dist.all_reduce(found_inf, op=dist.ReduceOp.MAX)
+        # Every rank of the model must take the same decision: skip the step if any rank overflowed.
+        for group in self.found_inf_groups:
+            if group.size() > 1:
+                dist.all_reduce(found_inf, op=dist.ReduceOp.MAX, group=group)
         return bool(found_inf.item() > 0)
 
     def get_grad_norm(self) -> float:
         return get_grad_norm_fp32(self.get_main_grads_for_grad_norm(),
-                                  grad_stats_parallel_group=self._grad_stats_group())
-
-    @staticmethod
-    def _grad_stats_group():
-        if not parallel_state.model_parallel_is_initialized():
-            return None
-        if parallel_state.get_tensor_model_parallel_world_size() * parallel_state.get_pipeline_model_parallel_world_size() == 1:
-            return None
-        return parallel_state.get_model_parallel_group()
+                                  grad_stats_parallel_group=self.grad_stats_parallel_group)
 
     def count_zeros(self) -> float:
-        return count_zeros_fp32(self.get_main_grads_for_grad_norm(), self._grad_stats_group())
+        return count_zeros_fp32(self.get_main_grads_for_grad_norm(), self.grad_stats_parallel_group)
 
     @torch.no_grad()
     def step(self) -> Tuple[bool, Optional[float], Optional[float]]:

@@ -3,7 +3,23 @@ from typing import Callable, Optional
 
 import torch
 
+from megatron.core.config_fields import megatron_config
 
+_DTYPE = "precision-aware optimizer states are not supported yet: keep float32"
+
+
+@megatron_config(
+    unsupported={
+        "use_distributed_optimizer": "the distributed (sharded) optimizer is not supported yet",
+        "use_precision_aware_optimizer": "the precision-aware optimizer is not supported yet",
+        "overlap_param_gather_with_optimizer_step": "needs the distributed optimizer, not supported yet",
+        "optimizer_cpu_offload": "optimizer CPU offload is not supported yet",
+        "config_logger_dir": "config logging is not supported",
+    },
+    no_effect={
+        "barrier_with_L1_time": "the optimizer records no timers of its own (the driver times the step)",
+        "timers": "the optimizer records no timers of its own (the driver times the step)",
+    })
 @dataclass
 class OptimizerConfig:
     """Optimizer settings (Megatron Core's names)."""
@@ -39,3 +55,11 @@ class OptimizerConfig:
     barrier_with_L1_time: bool = False
     timers: Optional[Callable] = None
     config_logger_dir: str = ""
+
+    def __post_init__(self):
+        for name, value in (("main_grads_dtype", self.main_grads_dtype), ("main_params_dtype", self.main_params_dtype),
+                            ("exp_avg_dtype", self.exp_avg_dtype), ("exp_avg_sq_dtype", self.exp_avg_sq_dtype)):
+            if value != torch.float32:
+                from megatron.core.errors import NotSupportedError
+                raise NotSupportedError(f"OptimizerConfig: field {name}={value} is not supported ({_DTYPE}); "
+                                        "leave it at torch.float32")

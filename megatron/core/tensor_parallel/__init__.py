@@ -6,10 +6,12 @@ from megatron.core.tensor_parallel.layers import (
     RowParallelLinear,
     VocabParallelEmbedding,
     copy_tensor_model_parallel_attributes,
+    linear_with_grad_accumulation_and_async_allreduce,
     param_is_not_tensor_parallel_duplicate,
     set_tensor_model_parallel_attributes,
 )
 from megatron.core.tensor_parallel.mappings import (
+    all_gather_last_dim_from_tensor_parallel_region,
     copy_to_tensor_model_parallel_region,
     gather_from_sequence_parallel_region,
     gather_from_tensor_model_parallel_region,
@@ -25,4 +27,8 @@ from megatron.core.tensor_parallel.random import (
     get_expert_parallel_rng_tracker_name,
     model_parallel_cuda_manual_seed,
 )
-from megatron.core.tensor_parallel.utils import split_tensor_along_last_dim
+from megatron.core.tensor_parallel.utils import (
+    gather_split_1d_tensor,
+    split_tensor_along_last_dim,
+    split_tensor_into_1d_equal_chunks,
+)

@@ -10,13 +10,14 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
-from megatron.core import parallel_state
+from megatron.core.tensor_parallel.mappings import resolve_tp_group
 from megatron.core.tensor_parallel.utils import VocabUtility
+from megatron.core.utils import get_pg_rank, get_pg_size, reject_unsupported
 
 
-def _all_reduce(x, op):
-    if parallel_state.get_tensor_model_parallel_world_size() > 1:
-        dist.all_reduce(x, op=op, group=parallel_state.get_tensor_model_parallel_group())
+def _all_reduce(x, op, group):
+    if get_pg_size(group) > 1:
+        dist.all_reduce(x, op=op, group=group)
     return x
 
 
@@ -32,22 +33,21 @@ def mask_padded_vocab(logits: torch.Tensor, true_vocab_size: Optional[int], voca
 
 class _VocabParallelCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits, target, true_vocab_size):
-        rank = parallel_state.get_tensor_model_parallel_rank()
-        size = parallel_state.get_tensor_model_parallel_world_size()
+    def forward(ctx, logits, target, true_vocab_size, group):
+        rank, size = get_pg_rank(group), get_pg_size(group)
         start, end = VocabUtility.vocab_range_from_per_partition_vocab_size(logits.size(-1), rank, size)
         logits = mask_padded_vocab(logits, true_vocab_size, start)
 
-        logits_max = _all_reduce(logits.max(dim=-1).values, dist.ReduceOp.MAX)
+        logits_max = _all_reduce(logits.max(dim=-1).values, dist.ReduceOp.MAX, group)
         logits = logits - logits_max.unsqueeze(-1)
 
         outside = (target < start) | (target >= end)
         local_target = (target - start).masked_fill(outside, 0)
         predicted = logits.gather(-1, local_target.unsqueeze(-1)).squeeze(-1).masked_fill(outside, 0.0)
-        predicted = _all_reduce(predicted, dist.ReduceOp.SUM)
+        predicted = _all_reduce(predicted, dist.ReduceOp.SUM, group)
 
         exp_logits = logits.exp()
-        sum_exp = _all_reduce(exp_logits.sum(dim=-1), dist.ReduceOp.SUM)
+        sum_exp = _all_reduce(exp_logits.sum(dim=-1), dist.ReduceOp.SUM, group)
         loss = torch.log(sum_exp) - predicted
 
         softmax = exp_logits.div_(sum_exp.unsqueeze(-1))
@@ -61,13 +61,17 @@ class _VocabParallelCrossEntropy(torch.autograd.Function):
         owned = (~outside).to(grad.dtype)
         grad.scatter_add_(-1, local_target.unsqueeze(-1), -owned.unsqueeze(-1))
         grad.mul_(grad_output.unsqueeze(-1))
-        return grad, None, None
+        return grad, None, None, None
 
 
 def vocab_parallel_cross_entropy(vocab_parallel_logits: torch.Tensor, target: torch.Tensor,
                                  label_smoothing: float = 0.0,
-                                 true_vocab_size: Optional[int] = None) -> torch.Tensor:
-    """Per-token loss [...] for logits [..., vocab/tp] and integer targets [...]."""
-    if label_smoothing:
-        raise NotImplementedError("label smoothing in vocab-parallel cross-entropy is not supported yet")
-    return _VocabParallelCrossEntropy.apply(vocab_parallel_logits, target, true_vocab_size)
+                                 true_vocab_size: Optional[int] = None, tp_group=None) -> torch.Tensor:
+    """Per-token loss [...] for logits [..., vocab/tp] and integer targets [...].
+
+    ``true_vocab_size`` and ``tp_group`` are ours: the real vocabulary size (padding columns are
+    masked) and the tensor-parallel group the vocabulary is split over (default: the global one).
+    """
+    reject_unsupported("vocab_parallel_cross_entropy", {"label_smoothing": 0.0}, label_smoothing=float(label_smoothing))
+    return _VocabParallelCrossEntropy.apply(vocab_parallel_logits, target, true_vocab_size,
+                                            resolve_tp_group(tp_group))

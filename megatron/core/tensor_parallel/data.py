@@ -4,21 +4,24 @@ from typing import Dict, List, Optional
 import torch
 import torch.distributed as dist
 
-from megatron.core import device, parallel_state
+from megatron.core import device
+from megatron.core.tensor_parallel.mappings import resolve_tp_group
+from megatron.core.utils import get_pg_rank, get_pg_size, get_pg_src_rank
 
 
-def broadcast_data(keys: List[str], data: Optional[Dict[str, torch.Tensor]], datatype: torch.dtype
-                   ) -> Dict[str, torch.Tensor]:
+def broadcast_data(keys: List[str], data: Optional[Dict[str, torch.Tensor]], datatype: torch.dtype,
+                   tp_group=None) -> Dict[str, torch.Tensor]:
     """Megatron's ``broadcast_data``: rank 0 of the TP group sends ``data[k]`` for each key.
 
     Only tensor-parallel rank 0 needs ``data``; the others may pass None. Shapes are broadcast first.
+    ``tp_group`` defaults to the global tensor-parallel group.
     """
     dev = device.current_device()
-    if parallel_state.get_tensor_model_parallel_world_size() == 1:
+    group = resolve_tp_group(tp_group)
+    if get_pg_size(group) == 1:
         return {k: data[k].to(dev) for k in keys}
-    group = parallel_state.get_tensor_model_parallel_group()
-    src = parallel_state.get_tensor_model_parallel_src_rank()
-    is_src = parallel_state.get_tensor_model_parallel_rank() == 0
+    src = get_pg_src_rank(group)
+    is_src = get_pg_rank(group) == 0
     if is_src:
         for k in keys:
             if data[k].dtype != datatype:

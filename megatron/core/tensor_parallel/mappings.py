@@ -8,131 +8,137 @@ import torch
 import torch.distributed as dist
 
 from megatron.core import parallel_state
+from megatron.core.utils import get_pg_rank, get_pg_size, reject_unsupported
 
 
-def _tp_group():
-    return parallel_state.get_tensor_model_parallel_group()
+def resolve_tp_group(group=None, is_expert: bool = False):
+    """``group``, or the global layout's (expert) tensor-parallel group when None."""
+    if group is not None:
+        return group
+    if is_expert:
+        return parallel_state.get_expert_tensor_parallel_group(check_initialized=False)
+    return parallel_state.get_tensor_model_parallel_group(check_initialized=False)
 
 
-def _tp_size() -> int:
-    return parallel_state.get_tensor_model_parallel_world_size()
-
-
-def _all_reduce(x: torch.Tensor) -> torch.Tensor:
-    if _tp_size() == 1:
+def _all_reduce(x: torch.Tensor, group) -> torch.Tensor:
+    if get_pg_size(group) == 1:
         return x
     x = x.contiguous()
-    dist.all_reduce(x, group=_tp_group())
+    dist.all_reduce(x, group=group)
     return x
 
 
-def _split_last(x: torch.Tensor) -> torch.Tensor:
-    size = _tp_size()
+def _split_last(x: torch.Tensor, group) -> torch.Tensor:
+    size = get_pg_size(group)
     if size == 1:
         return x
-    rank = parallel_state.get_tensor_model_parallel_rank()
-    return x.chunk(size, dim=-1)[rank].contiguous()
+    return x.chunk(size, dim=-1)[get_pg_rank(group)].contiguous()
 
 
-def _gather_last(x: torch.Tensor) -> torch.Tensor:
-    size = _tp_size()
+def _gather_last(x: torch.Tensor, group) -> torch.Tensor:
+    size = get_pg_size(group)
     if size == 1:
         return x
     x = x.contiguous()
     parts = [torch.empty_like(x) for _ in range(size)]
-    dist.all_gather(parts, x, group=_tp_group())
+    dist.all_gather(parts, x, group=group)
     return torch.cat(parts, dim=-1)
 
 
-def _split_first(x: torch.Tensor) -> torch.Tensor:
-    size = _tp_size()
-    if size == 1:
-        return x
+def _check_sequence_split(x: torch.Tensor, size: int) -> None:
     if x.size(0) % size != 0:
         raise ValueError(f"sequence length {x.size(0)} is not divisible by the tensor-parallel size {size} "
                          "(needed by --sequence-parallel)")
-    rank = parallel_state.get_tensor_model_parallel_rank()
-    return x.chunk(size, dim=0)[rank].contiguous()
 
 
-def _gather_first(x: torch.Tensor) -> torch.Tensor:
-    size = _tp_size()
+def _split_first(x: torch.Tensor, group) -> torch.Tensor:
+    size = get_pg_size(group)
+    if size == 1:
+        return x
+    _check_sequence_split(x, size)
+    return x.chunk(size, dim=0)[get_pg_rank(group)].contiguous()
+
+
+def _gather_first(x: torch.Tensor, group) -> torch.Tensor:
+    size = get_pg_size(group)
     if size == 1:
         return x
     x = x.contiguous()
     out = torch.empty((x.size(0) * size,) + tuple(x.shape[1:]), dtype=x.dtype, device=x.device)
-    dist.all_gather_into_tensor(out, x, group=_tp_group())
+    dist.all_gather_into_tensor(out, x, group=group)
     return out
 
 
-def _reduce_scatter_first(x: torch.Tensor) -> torch.Tensor:
-    size = _tp_size()
+def _reduce_scatter_first(x: torch.Tensor, group) -> torch.Tensor:
+    size = get_pg_size(group)
     if size == 1:
         return x
-    if x.size(0) % size != 0:
-        raise ValueError(f"sequence length {x.size(0)} is not divisible by the tensor-parallel size {size} "
-                         "(needed by --sequence-parallel)")
+    _check_sequence_split(x, size)
     x = x.contiguous()
     out = torch.empty((x.size(0) // size,) + tuple(x.shape[1:]), dtype=x.dtype, device=x.device)
-    dist.reduce_scatter_tensor(out, x, group=_tp_group())
+    dist.reduce_scatter_tensor(out, x, group=group)
     return out
 
 
 class _CopyToRegion(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x):
+    def forward(ctx, x, group):
+        ctx.group = group
         return x
 
     @staticmethod
     def backward(ctx, grad):
-        return _all_reduce(grad)
+        return _all_reduce(grad, ctx.group), None
 
 
 class _ReduceFromRegion(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x):
-        return _all_reduce(x)
+    def forward(ctx, x, group):
+        return _all_reduce(x, group)
 
     @staticmethod
     def backward(ctx, grad):
-        return grad
+        return grad, None
 
 
 class _ScatterToRegion(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x):
-        return _split_last(x)
+    def forward(ctx, x, group):
+        ctx.group = group
+        return _split_last(x, group)
 
     @staticmethod
     def backward(ctx, grad):
-        return _gather_last(grad)
+        return _gather_last(grad, ctx.group), None
 
 
 class _GatherFromRegion(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x):
-        return _gather_last(x)
+    def forward(ctx, x, group):
+        ctx.group = group
+        return _gather_last(x, group)
 
     @staticmethod
     def backward(ctx, grad):
-        return _split_last(grad)
+        return _split_last(grad, ctx.group), None
 
 
 class _ScatterToSequenceRegion(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x):
-        return _split_first(x)
+    def forward(ctx, x, group):
+        ctx.group = group
+        return _split_first(x, group)
 
     @staticmethod
     def backward(ctx, grad):
-        return _gather_first(grad)
+        return _gather_first(grad, ctx.group), None
 
 
 class _GatherFromSequenceRegion(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, tensor_parallel_output_grad):
-        ctx.tensor_parallel_output_grad = tensor_parallel_output_grad
-        return _gather_first(x)
+    def forward(ctx, x, tensor_parallel_output_grad, group):
+        ctx.tensor_parallel_output_grad, ctx.group = tensor_parallel_output_grad, group
+        return _gather_first(x, group)
 
     @staticmethod
     def backward(ctx, grad):
@@ -140,55 +146,62 @@ class _GatherFromSequenceRegion(torch.autograd.Function):
         # gradient of the full sequence: sum them and keep this rank's slice. Otherwise the gradient
         # is already complete on every rank and only needs slicing.
         if ctx.tensor_parallel_output_grad:
-            return _reduce_scatter_first(grad), None
-        return _split_first(grad), None
+            return _reduce_scatter_first(grad, ctx.group), None, None
+        return _split_first(grad, ctx.group), None, None
 
 
 class _ReduceScatterToSequenceRegion(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x):
-        return _reduce_scatter_first(x)
+    def forward(ctx, x, group):
+        ctx.group = group
+        return _reduce_scatter_first(x, group)
 
     @staticmethod
     def backward(ctx, grad):
-        return _gather_first(grad)
+        return _gather_first(grad, ctx.group), None
 
 
-def copy_to_tensor_model_parallel_region(x):
+def copy_to_tensor_model_parallel_region(input_, group=None):
     """Identity forward; all-reduce of the gradient (input of a column-parallel layer)."""
-    return _CopyToRegion.apply(x)
+    return _CopyToRegion.apply(input_, resolve_tp_group(group))
 
 
-def reduce_from_tensor_model_parallel_region(x):
+def reduce_from_tensor_model_parallel_region(input_, group=None):
     """All-reduce forward (output of a row-parallel layer); identity backward."""
-    return _ReduceFromRegion.apply(x)
+    return _ReduceFromRegion.apply(input_, resolve_tp_group(group))
 
 
-def scatter_to_tensor_model_parallel_region(x):
+def scatter_to_tensor_model_parallel_region(input_, group=None):
     """Keep this rank's slice of the last dimension; all-gather of the gradient."""
-    return _ScatterToRegion.apply(x)
+    return _ScatterToRegion.apply(input_, resolve_tp_group(group))
 
 
-def gather_from_tensor_model_parallel_region(x):
+def gather_from_tensor_model_parallel_region(input_, group=None):
     """All-gather along the last dimension; slice of the gradient."""
-    return _GatherFromRegion.apply(x)
+    return _GatherFromRegion.apply(input_, resolve_tp_group(group))
 
 
-def scatter_to_sequence_parallel_region(x):
+def scatter_to_sequence_parallel_region(input_, group=None):
     """Keep this rank's slice of the sequence (first) dimension."""
-    return _ScatterToSequenceRegion.apply(x)
+    return _ScatterToSequenceRegion.apply(input_, resolve_tp_group(group))
 
 
-def gather_from_sequence_parallel_region(x, tensor_parallel_output_grad: bool = True):
-    """All-gather along the sequence dimension."""
-    return _GatherFromSequenceRegion.apply(x, tensor_parallel_output_grad)
+def gather_from_sequence_parallel_region(input_, tensor_parallel_output_grad: bool = True, group=None,
+                                         output_split_sizes=None, use_global_buffer: bool = False):
+    """All-gather along the sequence dimension (equal splits)."""
+    reject_unsupported("gather_from_sequence_parallel_region", {"use_global_buffer": False},
+                       output_split_sizes=output_split_sizes, use_global_buffer=use_global_buffer)
+    return _GatherFromSequenceRegion.apply(input_, tensor_parallel_output_grad, resolve_tp_group(group))
 
 
-def reduce_scatter_to_sequence_parallel_region(x):
-    """Sum over tensor-parallel ranks and keep this rank's slice of the sequence."""
-    return _ReduceScatterToSequenceRegion.apply(x)
+def reduce_scatter_to_sequence_parallel_region(input_, group=None, input_split_sizes=None,
+                                               use_global_buffer: bool = False):
+    """Sum over tensor-parallel ranks and keep this rank's slice of the sequence (equal splits)."""
+    reject_unsupported("reduce_scatter_to_sequence_parallel_region", {"use_global_buffer": False},
+                       input_split_sizes=input_split_sizes, use_global_buffer=use_global_buffer)
+    return _ReduceScatterToSequenceRegion.apply(input_, resolve_tp_group(group))
 
 
-def all_gather_last_dim_from_tensor_parallel_region(x):
+def all_gather_last_dim_from_tensor_parallel_region(input_, group=None):
     """Forward-only gather (no autograd), e.g. for logits at generation time."""
-    return _gather_last(x)
+    return _gather_last(input_, resolve_tp_group(group))

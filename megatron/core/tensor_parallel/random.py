@@ -14,6 +14,7 @@ from typing import Dict, Optional
 import torch
 
 from megatron.core import device, parallel_state
+from megatron.core.utils import no_effect, reject_unsupported
 
 _MODEL_PARALLEL_RNG_TRACKER_NAME = "model-parallel-rng"
 _EXPERT_PARALLEL_RNG_TRACKER_NAME = "expert-parallel-rng"
@@ -85,7 +86,13 @@ class CudaRNGStatesTracker:
 _CUDA_RNG_STATE_TRACKER = CudaRNGStatesTracker()
 
 
-def get_cuda_rng_tracker(*unused_args, **unused_kwargs) -> CudaRNGStatesTracker:
+_ONE_TRACKER = ("one tracker serves every purpose here: Transformer Engine's tracker, the inference "
+                "tracker and CUDA-graph-safe generators only matter with TE or CUDA graphs, which are not used")
+
+
+def get_cuda_rng_tracker(use_te_rng_tracker: bool = False, inference_rng_tracker: bool = False,
+                         use_cudagraphable_rng: bool = False) -> CudaRNGStatesTracker:
+    no_effect(_ONE_TRACKER, use_te_rng_tracker, inference_rng_tracker, use_cudagraphable_rng)
     return _CUDA_RNG_STATE_TRACKER
 
 
@@ -97,17 +104,26 @@ def get_data_parallel_rng_tracker_name() -> str:
     return _DATA_PARALLEL_RNG_TRACKER_NAME
 
 
-def model_parallel_cuda_manual_seed(seed: int, te_rng_tracker: bool = False,
-                                    inference_rng_tracker: bool = False,
-                                    use_cudagraphable_rng: bool = False) -> None:
+def model_parallel_cuda_manual_seed(seed: int, te_rng_tracker: bool = False, inference_rng_tracker: bool = False,
+                                    use_cudagraphable_rng: bool = False, tp_rank: Optional[int] = None,
+                                    ep_rank: Optional[int] = None, etp_rank: Optional[int] = None,
+                                    force_reset_rng: bool = False) -> None:
     """Seed the default device stream and the tracked streams as Megatron does.
 
-    Also records ``seed`` as the parameter-initialisation seed unless one was set explicitly
-    (``set_param_init_seed``), so Megatron Core scripts that only call this get reproducible init.
+    ``tp_rank``, ``ep_rank``, ``etp_rank``: this rank's coordinates (default: the global layout's),
+    so a model built over its own process groups seeds from them. The tracker is reset on every
+    call (``force_reset_rng`` asks for that). Also records ``seed`` as the parameter-initialisation
+    seed unless one was set explicitly (``set_param_init_seed``), so Megatron Core scripts that only
+    call this get reproducible init.
     """
-    tp_rank = parallel_state.get_tensor_model_parallel_rank()
-    ep_rank = parallel_state.get_expert_model_parallel_rank()
-    etp_rank = parallel_state.get_expert_tensor_parallel_rank()
+    no_effect(_ONE_TRACKER, te_rng_tracker, inference_rng_tracker, use_cudagraphable_rng)
+    no_effect("the tracker is reset on every call", force_reset_rng)
+    if tp_rank is None:
+        tp_rank = parallel_state.get_tensor_model_parallel_rank()
+    if ep_rank is None:
+        ep_rank = parallel_state.get_expert_model_parallel_rank()
+    if etp_rank is None:
+        etp_rank = parallel_state.get_expert_tensor_parallel_rank()
     if device.on_cuda():
         torch.cuda.manual_seed(seed)
     else:
@@ -185,4 +201,6 @@ class CheckpointFunction(torch.autograd.Function):
 
 def checkpoint(function, distribute_saved_activations: bool, *args):
     """Megatron's activation checkpoint: recompute ``function(*args)`` during backward."""
+    reject_unsupported("checkpoint", {"distribute_saved_activations": False},
+                       distribute_saved_activations=bool(distribute_saved_activations))
     return CheckpointFunction.apply(function, distribute_saved_activations, *args)

@@ -2,6 +2,8 @@
 import torch
 import torch.nn.functional as F
 
+from megatron.core.utils import no_effect
+
 
 def bias_dropout_add(x_with_bias, residual: torch.Tensor, prob: float, training: bool) -> torch.Tensor:
     x, bias = x_with_bias
@@ -14,6 +16,7 @@ def bias_dropout_add(x_with_bias, residual: torch.Tensor, prob: float, training:
 
 def get_bias_dropout_add(training: bool, fused: bool = False):
     """Megatron's factory; fusion is left to torch.compile, so ``fused`` only picks the same function."""
+    no_effect("fusion is left to torch.compile: the result is the same", fused)
     def _bda(x_with_bias, residual, prob):
         return bias_dropout_add(x_with_bias, residual, prob, training)
     return _bda

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from megatron.core.tensor_parallel import get_cuda_rng_tracker
 from megatron.core.transformer.enums import AttnMaskType
 from megatron.core.transformer.module import MegatronModule
+from megatron.core.utils import no_effect, reject_unsupported
 
 
 class DotProductAttention(MegatronModule):
@@ -22,6 +23,12 @@ class DotProductAttention(MegatronModule):
                  attention_type: str = "self", attention_dropout: Optional[float] = None,
                  softmax_scale: Optional[float] = None, cp_comm_type: str = None, pg_collection=None):
         super().__init__(config)
+        from megatron.core.transformer.attention import CP_COMM_TYPE, reject_context_parallel
+        reject_context_parallel("DotProductAttention", pg_collection)
+        no_effect(CP_COMM_TYPE, cp_comm_type)
+        if attention_type not in ("self", "cross"):
+            raise ValueError(f"DotProductAttention: attention_type must be 'self' or 'cross', got {attention_type!r}")
+        self.attention_type = attention_type
         self.layer_number = layer_number
         self.attn_mask_type = attn_mask_type
         self.dropout_p = config.attention_dropout if attention_dropout is None else attention_dropout
@@ -31,6 +38,8 @@ class DotProductAttention(MegatronModule):
 
     def forward(self, query, key, value, attention_mask: Optional[torch.Tensor] = None,
                 attn_mask_type: Optional[AttnMaskType] = None, attention_bias=None, packed_seq_params=None):
+        reject_unsupported("DotProductAttention.forward", attention_bias=attention_bias,
+                           packed_seq_params=packed_seq_params)
         mask_type = attn_mask_type or self.attn_mask_type
         s, b, heads, d = query.shape
         q, k, v = (t.permute(1, 2, 0, 3) for t in (query, key, value))  # [b, heads, s, d]

@@ -28,11 +28,11 @@ class MLP(MegatronModule):
         self.linear_fc1 = build_module(
             submodules.linear_fc1, self.input_size, ffn * 2 if gated else ffn, config=config,
             init_method=config.init_method, gather_output=False, bias=config.add_bias_linear,
-            skip_bias_add=False, is_expert=is_expert, stride=2 if gated else 1)
+            skip_bias_add=False, is_expert=is_expert, stride=2 if gated else 1, tp_group=tp_group)
         self.linear_fc2 = build_module(
             submodules.linear_fc2, ffn, config.hidden_size, config=config,
             init_method=config.output_layer_init_method, bias=config.add_bias_linear, input_is_parallel=True,
-            skip_bias_add=True, is_expert=is_expert)
+            skip_bias_add=True, is_expert=is_expert, tp_group=tp_group)
         self.activation_func = config.activation_func
 
     def forward(self, hidden_states: torch.Tensor):

@@ -16,10 +16,20 @@ class MegatronModule(torch.nn.Module):
         """Kept for API compatibility (Transformer Engine's weight caching); nothing to do here."""
 
 
-class Float16Module(MegatronModule):
-    """Hold the wrapped module's parameters in fp16/bf16; return fp32 outputs from the last stage.
+def _cast_floats(value, dtype):
+    if torch.is_tensor(value) and value.dtype == torch.float32:
+        return value.to(dtype)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_cast_floats(v, dtype) for v in value)
+    return value
 
-    fp32 master weights live in the optimizer, not here (Megatron's mixed-precision regime).
+
+class Float16Module(MegatronModule):
+    """Hold the wrapped module's parameters in fp16/bf16; on the first pipeline stage cast fp32
+    inputs to that dtype, and on the last stage return fp32 outputs (as Megatron does).
+
+    fp32 master weights live in the optimizer, not here (Megatron's mixed-precision regime). The
+    stage is the wrapped module's ``pre_process`` / ``post_process`` when it has them.
     """
 
     def __init__(self, config, module: torch.nn.Module):
@@ -31,8 +41,11 @@ class Float16Module(MegatronModule):
         return self.module.set_input_tensor(input_tensor)
 
     def forward(self, *inputs, **kwargs):
+        if getattr(self.module, "pre_process", True):
+            inputs = _cast_floats(inputs, self.dtype)
+            kwargs = {k: _cast_floats(v, self.dtype) for k, v in kwargs.items()}
         output = self.module(*inputs, **kwargs)
-        if torch.is_tensor(output) and output.is_floating_point():
+        if getattr(self.module, "post_process", True) and torch.is_tensor(output) and output.is_floating_point():
             output = output.float()
         return output
 

@@ -4,28 +4,14 @@ from typing import List, Optional, Union
 
 import torch
 
-from megatron.core import parallel_state
+from megatron.core.process_groups_config import default_pg_collection
 from megatron.core.tensor_parallel.random import checkpoint, get_cuda_rng_tracker
+from megatron.core.transformer.layer_split import get_num_layers_to_build, get_transformer_layer_offset
 from megatron.core.transformer.module import MegatronModule
 from megatron.core.transformer.spec_utils import ModuleSpec, build_module
+from megatron.core.utils import get_pg_rank, reject_unsupported
 
-
-def get_num_layers_to_build(config, vp_stage: Optional[int] = None) -> int:
-    """Layers held by this pipeline stage (an even split of config.num_layers)."""
-    pp = parallel_state.get_pipeline_model_parallel_world_size()
-    vpp = config.virtual_pipeline_model_parallel_size or 1
-    if config.num_layers % (pp * vpp) != 0:
-        raise ValueError(f"num_layers ({config.num_layers}) must be divisible by pipeline stages x virtual "
-                         f"stages ({pp} x {vpp})")
-    return config.num_layers // (pp * vpp)
-
-
-def get_transformer_layer_offset(config, vp_stage: Optional[int] = None) -> int:
-    """Global index of this stage's first layer (0-based)."""
-    per_chunk = get_num_layers_to_build(config, vp_stage)
-    pp = parallel_state.get_pipeline_model_parallel_world_size()
-    pp_rank = parallel_state.get_pipeline_model_parallel_rank()
-    return ((vp_stage or 0) * pp + pp_rank) * per_chunk
+__all__ = ["TransformerBlock", "get_num_layers_to_build", "get_transformer_layer_offset"]
 
 
 class TransformerBlock(MegatronModule):
@@ -36,11 +22,16 @@ class TransformerBlock(MegatronModule):
         self.pre_process, self.post_process = pre_process, post_process
         self.post_layer_norm = post_layer_norm
         self.input_tensor = None
-        num_layers = get_num_layers_to_build(config, vp_stage)
-        self.layer_offset = get_transformer_layer_offset(config, vp_stage)
+        self.pg_collection = default_pg_collection(pg_collection)
+        self.vp_stage = vp_stage
+        pp_rank = get_pg_rank(getattr(self.pg_collection, "pp", None))
+        num_layers = get_num_layers_to_build(config, vp_stage, pp_rank)
+        self.layer_offset = get_transformer_layer_offset(config, vp_stage, pp_rank)
         layer_specs = spec if isinstance(spec, list) else [spec] * num_layers
+        # Layers get their number within this chunk (1-based) and add the chunk's offset themselves.
         self.layers = torch.nn.ModuleList(
-            build_module(layer_spec, config=config, layer_number=self.layer_offset + i + 1)
+            build_module(layer_spec, config=config, layer_number=i + 1, pg_collection=self.pg_collection,
+                         vp_stage=vp_stage)
             for i, layer_spec in enumerate(layer_specs))
         self.final_layernorm = None
         if post_process and post_layer_norm:
@@ -87,6 +78,10 @@ class TransformerBlock(MegatronModule):
                 context=None, context_mask=None, rotary_pos_emb=None, rotary_pos_cos=None, rotary_pos_sin=None,
                 attention_bias=None, inference_context=None, packed_seq_params=None, sequence_len_offset=None,
                 inference_params=None):
+        reject_unsupported("TransformerBlock.forward", context=context, context_mask=context_mask,
+                           rotary_pos_cos=rotary_pos_cos, rotary_pos_sin=rotary_pos_sin, attention_bias=attention_bias,
+                           inference_context=inference_context, packed_seq_params=packed_seq_params,
+                           sequence_len_offset=sequence_len_offset, inference_params=inference_params)
         if not self.pre_process:
             hidden_states = self.input_tensor
         # Under sequence parallelism every activation in the block is split across tensor-parallel

@@ -6,6 +6,13 @@ from typing import Callable, List, Optional
 import torch
 import torch.nn.functional as F
 
+from megatron.core.config_fields import megatron_config
+from megatron.core.errors import ConfigError
+from megatron.core.model_parallel_config import ModelParallelConfig
+
+__all__ = ["ModelParallelConfig", "TransformerConfig", "init_method_normal", "scaled_init_method_normal"]
+_KERNEL = "a fused-kernel choice: the plain-torch path computes the same"
+
 
 def init_method_normal(sigma: float) -> Callable[[torch.Tensor], torch.Tensor]:
     """N(0, sigma) initialisation."""
@@ -23,45 +30,25 @@ def xavier_uniform_init(tensor):
     return torch.nn.init.xavier_uniform_(tensor)
 
 
-@dataclass
-class ModelParallelConfig:
-    """Parallel layout and precision settings shared by every Megatron Core module."""
-
-    tensor_model_parallel_size: int = 1
-    pipeline_model_parallel_size: int = 1
-    virtual_pipeline_model_parallel_size: Optional[int] = None
-    sequence_parallel: bool = False
-    context_parallel_size: int = 1
-    expert_model_parallel_size: int = 1
-    expert_tensor_parallel_size: Optional[int] = None
-    perform_initialization: bool = True
-    use_cpu_initialization: bool = False
-    fp16: bool = False
-    bf16: bool = False
-    params_dtype: torch.dtype = torch.float32
-    timers: Optional[Callable] = None
-    finalize_model_grads_func: Optional[Callable] = None
-    grad_scale_func: Optional[Callable] = None
-    no_sync_func: Optional[Callable] = None
-    grad_sync_func: Optional[Callable] = None
-    param_sync_func: Optional[Callable] = None
-    deterministic_mode: bool = False
-    enable_autocast: bool = False
-    autocast_dtype: Optional[torch.dtype] = None
-    pipeline_dtype: Optional[torch.dtype] = None
-    variable_seq_lengths: bool = False
-    overlap_p2p_comm: bool = False
-    batch_p2p_comm: bool = True
-    gradient_accumulation_fusion: bool = False
-    async_tensor_model_parallel_allreduce: bool = False
-    tp_comm_overlap: bool = False
-    barrier_with_L1_time: bool = True
-    calculate_per_token_loss: bool = False
-
-
+@megatron_config(
+    unsupported={
+        "num_moe_experts": "mixture of experts is not supported yet",
+        "window_size": "sliding-window attention is not supported yet",
+        "multi_latent_attention": "multi-latent attention is not supported yet",
+        "init_model_with_meta_device": "meta-device initialisation is not supported yet",
+        "distribute_saved_activations": "splitting recomputation inputs across TP ranks is not supported yet",
+    },
+    no_effect={
+        "test_mode": "megatron-core's internal test switch",
+        "apply_query_key_layer_scaling": "the softmax runs in fp32, where the scaling cancels out",
+        "attention_softmax_in_fp32": "scaled_dot_product_attention accumulates its softmax in fp32",
+        "attention_backend": "torch's scaled_dot_product_attention picks its backend (flash, cuDNN, ...)",
+        "bias_activation_fusion": _KERNEL, "masked_softmax_fusion": _KERNEL, "persist_layer_norm": _KERNEL,
+        "memory_efficient_layer_norm": _KERNEL, "apply_rope_fusion": _KERNEL,
+    })
 @dataclass
 class TransformerConfig(ModelParallelConfig):
-    """Architecture of a transformer stack (Megatron Core's names; unused knobs are accepted)."""
+    """Architecture of a transformer stack (Megatron Core's names and defaults)."""
 
     num_layers: int = 0
     hidden_size: int = 0
@@ -108,8 +95,10 @@ class TransformerConfig(ModelParallelConfig):
     attention_backend: str = "auto"
 
     def __post_init__(self):
+        super().__post_init__()
+
         def fail(msg):
-            raise ValueError(f"TransformerConfig: {msg}")
+            raise ConfigError(f"TransformerConfig: {msg}")
 
         if self.num_layers <= 0 or self.hidden_size <= 0 or self.num_attention_heads <= 0:
             fail("num_layers, hidden_size and num_attention_heads must be positive")
@@ -133,8 +122,6 @@ class TransformerConfig(ModelParallelConfig):
             fail(f"num_query_groups ({self.num_query_groups}) must be divisible by tensor_model_parallel_size ({tp})")
         if self.normalization not in ("LayerNorm", "RMSNorm"):
             fail(f"normalization must be 'LayerNorm' or 'RMSNorm', got {self.normalization!r}")
-        if self.sequence_parallel and tp == 1:
-            self.sequence_parallel = False
         if self.fp16 and self.bf16:
             fail("fp16 and bf16 cannot both be set")
         if self.recompute_granularity not in (None, "full", "selective"):

@@ -21,9 +21,14 @@ from megatron.training.config_from_args import core_transformer_config_from_args
 _INT_KEYS = ["tokens", "labels", "position_ids"]
 
 
-def model_provider(pre_process: bool = True, post_process: bool = True, vp_stage=None) -> GPTModel:
+def model_provider(pre_process: bool = True, post_process: bool = True, vp_stage=None, config=None,
+                   pg_collection=None) -> GPTModel:
+    """The GPT the flags describe: this pipeline stage's part (``pre_process``: the embedding,
+    ``post_process``: the output layer and loss) of virtual stage ``vp_stage``, over the process
+    groups of ``pg_collection`` (default: the global layout's); ``config`` overrides the one built
+    from the flags."""
     args = get_args()
-    config = core_transformer_config_from_args(args)
+    config = config or core_transformer_config_from_args(args)
     spec = get_gpt_layer_local_spec(qk_layernorm=args.qk_layernorm)
     return GPTModel(
         config=config, transformer_layer_spec=spec, vocab_size=args.padded_vocab_size,
@@ -34,7 +39,7 @@ def model_provider(pre_process: bool = True, post_process: bool = True, vp_stage
         rotary_base=args.rotary_base, rope_scaling=args.use_rope_scaling,
         rope_scaling_factor=args.rope_scaling_factor,
         seq_len_interpolation_factor=args.rotary_seq_len_interpolation_factor,
-        true_vocab_size=get_tokenizer().vocab_size)
+        pg_collection=pg_collection, vp_stage=vp_stage, true_vocab_size=get_tokenizer().vocab_size)
 
 
 def get_batch(data_iterator):

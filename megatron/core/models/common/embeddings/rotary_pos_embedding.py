@@ -5,6 +5,7 @@ from typing import Optional
 import torch
 
 from megatron.core import device
+from megatron.core.utils import get_pg_size, reject_unsupported
 
 
 def llama3_scaled_inv_freq(inv_freq: torch.Tensor, factor: float = 8.0, low_freq_factor: float = 1.0,
@@ -33,15 +34,18 @@ class RotaryEmbedding(torch.nn.Module):
         if dim % 2 != 0 or dim == 0:
             raise ValueError(f"rotary dimension kv_channels x rotary_percent = {kv_channels} x {rotary_percent} "
                              "must be a positive even number")
+        reject_unsupported("RotaryEmbedding", {"context_parallel_size": 1}, context_parallel_size=get_pg_size(cp_group))
         self.rotary_interleaved = rotary_interleaved
         self.seq_len_interpolation_factor = seq_len_interpolation_factor
-        exponents = torch.arange(0, dim, 2, dtype=torch.float32, device=device.current_device()) / dim
+        where = torch.device("cpu") if use_cpu_initialization else device.current_device()
+        exponents = torch.arange(0, dim, 2, dtype=torch.float32, device=where) / dim
         inv_freq = 1.0 / (rotary_base ** exponents)
         if rope_scaling:
             inv_freq = llama3_scaled_inv_freq(inv_freq, factor=rope_scaling_factor)
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.register_buffer("inv_freq", inv_freq.to(device.current_device()), persistent=False)
 
     def forward(self, max_seq_len: int, offset: int = 0, packed_seq: bool = False) -> torch.Tensor:
+        reject_unsupported("RotaryEmbedding.forward", {"packed_seq": False}, packed_seq=packed_seq)
         positions = torch.arange(max_seq_len, device=self.inv_freq.device, dtype=torch.float32) + offset
         if self.seq_len_interpolation_factor is not None:
             positions = positions / self.seq_len_interpolation_factor
@@ -62,13 +66,19 @@ def _rotate_half(x: torch.Tensor, interleaved: bool) -> torch.Tensor:
 
 
 def apply_rotary_pos_emb(t: torch.Tensor, freqs: torch.Tensor, config=None, cu_seqlens=None,
-                         rotary_interleaved: Optional[bool] = None) -> torch.Tensor:
-    """Rotate the first ``freqs.shape[-1]`` channels of ``t`` [s, b, heads, d]; pass the rest through."""
+                         mscale: float = 1.0, cp_group=None, rotary_interleaved: Optional[bool] = None) -> torch.Tensor:
+    """Rotate the first ``freqs.shape[-1]`` channels of ``t`` [s, b, heads, d]; pass the rest through.
+
+    ``mscale`` multiplies cos and sin (YaRN's attention scaling). ``rotary_interleaved`` (ours)
+    overrides ``config.rotary_interleaved``.
+    """
+    reject_unsupported("apply_rotary_pos_emb", {"context_parallel_size": 1}, cu_seqlens=cu_seqlens,
+                       context_parallel_size=get_pg_size(cp_group))
     if rotary_interleaved is None:
         rotary_interleaved = bool(config is not None and config.rotary_interleaved)
     rot_dim = freqs.shape[-1]
     t_rot, t_pass = t[..., :rot_dim], t[..., rot_dim:]
     freqs = freqs[: t.shape[0]]
-    cos, sin = freqs.cos().to(t.dtype), freqs.sin().to(t.dtype)
+    cos, sin = (freqs.cos() * mscale).to(t.dtype), (freqs.sin() * mscale).to(t.dtype)
     t_rot = t_rot * cos + _rotate_half(t_rot, rotary_interleaved) * sin
     return torch.cat((t_rot, t_pass), dim=-1) if t_pass.numel() else t_rot
