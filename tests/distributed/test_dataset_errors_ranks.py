@@ -38,6 +38,14 @@ def _every_rank_fails_alike(rank, world_size, base_dir):
     total = torch.tensor([rank])
     dist.all_reduce(total)
     outcomes["after"] = int(total)
+
+    # Which ranks need data: TP rank 0 of the first and last stage; with vp_stage, of the first
+    # and last model chunk (pipeline 2 x virtual 2 x data 2 here).
+    from megatron.core import parallel_state
+    from megatron.training.datasets.gpt import is_dataset_built_on_rank
+    parallel_state.initialize_model_parallel(pipeline_model_parallel_size=2,
+                                             virtual_pipeline_model_parallel_size=2)
+    outcomes["built"] = [is_dataset_built_on_rank(stage) for stage in (None, 0, 1)]
     return outcomes
 
 
@@ -62,3 +70,7 @@ def test_bad_data_stops_every_rank_with_one_error(tmp_path):
     for result in results:
         assert result["idx"] == (idx_message, True) and result["token"] == (token_message, True)
         assert result["after"] == 0 + 1 + 2 + 3
+    # Ranks 0, 1 are pipeline stage 0 (whose chunk 0 is the first), ranks 2, 3 stage 1 (whose
+    # chunk 1 is the last): for (no vp_stage, vp_stage 0, vp_stage 1).
+    built = [result["built"] for result in results]
+    assert built == [[True, True, False]] * 2 + [[True, False, True]] * 2, built

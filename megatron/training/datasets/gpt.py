@@ -121,15 +121,17 @@ def gpt_dataset_config_from_args(args, tokenizer) -> GPTDatasetConfig:
 
 def is_dataset_built_on_rank(vp_stage: Optional[int] = None) -> bool:
     """Datasets are needed on tensor-parallel rank 0 of the first and last pipeline stages (the
-    others receive their batches by broadcast)."""
+    others receive their batches by broadcast). With ``vp_stage`` (virtual pipeline), the first
+    and last model chunks are meant, as in Megatron-LM."""
     from megatron.core import parallel_state
 
     if not parallel_state.model_parallel_is_initialized():
         return True
     if parallel_state.get_tensor_model_parallel_rank() != 0:
         return False
-    return parallel_state.is_pipeline_first_stage(ignore_virtual=True) or (
-        parallel_state.is_pipeline_last_stage(ignore_virtual=True)
+    ignore_virtual = vp_stage is None
+    return parallel_state.is_pipeline_first_stage(ignore_virtual=ignore_virtual, vp_stage=vp_stage) or (
+        parallel_state.is_pipeline_last_stage(ignore_virtual=ignore_virtual, vp_stage=vp_stage)
     )
 
 
