@@ -9,6 +9,7 @@ import os
 import struct
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -171,8 +172,12 @@ def test_temporaries_of_dead_runs_are_removed_and_live_ones_kept(tmp_path, capsy
         f"notes.tmp-{host}-{dead}": True,  # not one of our file kinds: kept
         "ds_text_document.bin.tmp-12345": True,  # the old name without a host: not ours to judge
     }
+    old = time.time() - 3600  # left an hour ago
     for name in names:
         (out_dir / name).write_bytes(b"partial")
+        os.utime(out_dir / name, (old, old))
+    fresh = out_dir / f"other_text_document.bin.tmp-{host}-{dead}"
+    fresh.write_bytes(b"just written")  # may be a writer in another pid namespace: kept
     from megatron.preprocess import cli as preprocess_data
 
     code, _, err = main_in_process(
@@ -180,6 +185,7 @@ def test_temporaries_of_dead_runs_are_removed_and_live_ones_kept(tmp_path, capsy
     assert code == 0, err
     for name, kept in names.items():
         assert os.path.exists(out_dir / name) == kept, name
+    assert fresh.exists()
     assert "Removed 2 temporary file(s)" in err
     assert IndexedDataset(str(out_dir / "ds_text_document"))[0].tolist()[:5] == list(b"hello")
 
@@ -196,8 +202,9 @@ def test_index_cache_temporaries_of_dead_processes_are_removed(tmp_path):
     host, dead = this_host(), dead_pid()
     stale = cache / f".x-GPTDataset-train-sample_index.npy.0a1b2c3d.tmp-{host}-{dead}"
     live = cache / f".x-GPTDataset-train-sample_index.npy.0a1b2c3d.tmp-{host}-{os.getppid()}"
-    stale.write_bytes(b"half")
-    live.write_bytes(b"half")
+    for path in (stale, live):
+        path.write_bytes(b"half")
+        os.utime(path, (time.time() - 3600,) * 2)
     temp_files._swept.clear()
 
     config = gpt_config(([prefix], None), path_to_cache=str(cache))

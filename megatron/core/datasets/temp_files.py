@@ -4,20 +4,25 @@ Every output (a dataset's .bin/.idx, an index-cache array, a sidecar) is written
 `{final name}.tmp-{host}-{pid}` (cache files add a random part before `.tmp-` so that threads of
 one process do not collide) and renamed when complete. A process killed half way leaves that
 file behind. `remove_dead_temporaries(directory)` deletes such files, and only those: the name
-must be ours, the host this one, and the pid no longer running. A file of a live process, of
-another host (a shared file system) or with any other name is never touched.
+must be ours, the host this one, the pid no longer running, and the file untouched for a couple
+of minutes (containers that share a host name but not a pid namespace see each other's live
+pids as dead; a live writer keeps its file fresh). A file of a live process, of another host
+(a shared file system) or with any other name is never touched.
 """
 
 import functools
 import logging
 import os
 import re
+import time
 from typing import List, Optional
 
 from megatron.core.datasets.utils import log_single_rank
 
 logger = logging.getLogger(__name__)
 
+# Younger than this, a temporary file may belong to a writer we cannot see (see above).
+MIN_AGE_SECONDS = 120.0
 # Only final names with these endings: our datasets, index caches and sidecars.
 _OUR_SUFFIXES = (".bin", ".idx", ".npy", ".txt", ".json")
 # The host part may hold '-' itself: the pid is the last run of digits after the last '-'.
@@ -79,13 +84,19 @@ def dead_temporaries(directory: str) -> List[str]:
     except OSError:
         return []
     host = this_host()
+    now = time.time()
     found = []
     for name in names:
         parsed = _parse(name)
         if parsed is None or parsed[0] != host or parsed[1] == os.getpid():
             continue
-        if not pid_is_running(parsed[1]):
-            found.append(os.path.join(directory, name))
+        path = os.path.join(directory, name)
+        try:
+            fresh = now - os.stat(path).st_mtime < MIN_AGE_SECONDS
+        except OSError:
+            continue  # gone meanwhile
+        if not fresh and not pid_is_running(parsed[1]):
+            found.append(path)
     return sorted(found)
 
 
