@@ -22,12 +22,11 @@ TRACEBACK_ENV = "MEGATRON_TRACEBACK"
 
 
 def _rank_and_world():
-    try:
-        import torch.distributed as dist
-        if dist.is_available() and dist.is_initialized():
-            return dist.get_rank(), dist.get_world_size()
-    except ImportError:
-        pass
+    # torch.distributed only if this command already loaded torch: a torch-free tool's error must
+    # not pay a second for importing it.
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
     return int(os.environ.get("RANK", "0") or 0), int(os.environ.get("WORLD_SIZE", "1") or 1)
 
 

@@ -3,7 +3,7 @@ left there (their temporary files only; megatron/core/datasets/temp_files.py).""
 
 import os
 
-from megatron.core.datasets.temp_files import remove_dead_temporaries
+from megatron.core.temp_files import remove_dead_temporaries
 from megatron.core.errors import ConfigError
 
 

@@ -6,64 +6,21 @@
 
 A checkpoint with its tokenizer and arguments is self-contained: generation and fine-tuning need
 no model or tokenizer flags, and moving the tokenizer files after training does not break it.
-Temporary files carry this host and the writer's pid, so that a later run can remove the ones a
-dead process left behind (and never those of a live one).
+Files are written under a temporary name (megatron/core/temp_files.py: this host and the writer's
+pid), so that a later run can remove the ones a dead process left behind, and never a live one's.
 """
 import json
 import os
 import shutil
-import socket
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 from megatron.core.errors import CheckpointError
+from megatron.core.temp_files import temporary_path as temp_path
 
 ARGS_FILENAME = "args.json"
 TOKENIZER_DIRNAME = "tokenizer"
 # Flags naming tokenizer files: copied into the checkpoint, pointed at the copies when loaded.
 TOKENIZER_FILE_DESTS = ("vocab_file", "merge_file", "tokenizer_model")
-_TEMP_MARK = ".tmp-"
-
-
-def temp_path(path: str) -> str:
-    """Where to write ``path`` before renaming it into place: unique to this host and process."""
-    return f"{path}{_TEMP_MARK}{socket.gethostname()}-{os.getpid()}"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's live process
-    return True
-
-
-def _dead_writer(name: str) -> bool:
-    """True for a temporary file written by a process of this host that no longer runs."""
-    if _TEMP_MARK not in name:
-        return False
-    host, _, pid = name.rsplit(_TEMP_MARK, 1)[1].rpartition("-")
-    return host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid))
-
-
-def remove_stale_temp_files(directory: str) -> List[str]:
-    """Remove the temporary files and folders dead processes of this host left under ``directory``;
-    returns their paths."""
-    removed = []
-    if not os.path.isdir(directory):
-        return removed
-    for root, dirs, files in os.walk(directory):
-        for name in list(dirs) + files:
-            if _dead_writer(name):
-                path = os.path.join(root, name)
-                if os.path.isdir(path):
-                    shutil.rmtree(path, ignore_errors=True)
-                    dirs.remove(name)
-                else:
-                    os.remove(path)
-                removed.append(path)
-    return removed
 
 
 def write_args_json(iteration_dir: str, saved_args: Dict) -> None:

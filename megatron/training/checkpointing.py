@@ -22,12 +22,12 @@ import torch.distributed as dist
 from megatron.core import device, parallel_state
 from megatron.core.tensor_parallel.random import get_cuda_rng_tracker
 from megatron.core.errors import CheckpointError
+from megatron.core.temp_files import remove_dead_temporaries
 from megatron.core.utils import no_effect, reject_unsupported
 from megatron.training.arguments.derived import set_derived
 from megatron.training.checkpoint_files import (
     copy_tokenizer_files,
     read_args_json,
-    remove_stale_temp_files,
     temp_path,
     write_args_json,
 )
@@ -369,7 +369,5 @@ def prepare_save_directory(args, model) -> None:
 
     def check():
         check_save_directory(args.save, needed)
-        for path in remove_stale_temp_files(args.save):
-            print(f"removed {path}: a temporary file of a checkpoint save that did not finish "
-                  "(its process is gone)", flush=True)
+        remove_dead_temporaries(args.save, log=lambda message: print(message, flush=True), recursive=True)
     check_on_rank_0(check)

@@ -95,7 +95,7 @@ def _data_runs(rank, world_size, corpus, other, workdir, tokenizers):
         record = run_flags(argv, keep_batches=keep)
         out[name] = {key: record[key] for key in ("loss", "steps", "stdout", "batches", "get_batch_calls",
                                                   "sample_keys")}
-    out["cache_files"] = sorted(os.listdir(os.path.join(workdir, "cache")))
+    out["cache_files"] = sorted(n for n in os.listdir(os.path.join(workdir, "cache")) if not n.startswith("."))
     return out
 
 

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from megatron.core.datasets.indexed_dataset import IndexedDataset
-from megatron.core.datasets.temp_files import pid_is_running, this_host
+from megatron.core.temp_files import pid_is_running, this_host
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BYTE = ["--tokenizer-type", "ByteTokenizer", "--workers", "1"]
@@ -193,7 +193,7 @@ def test_temporaries_of_dead_runs_are_removed_and_live_ones_kept(tmp_path, capsy
 def test_index_cache_temporaries_of_dead_processes_are_removed(tmp_path):
     from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
     from megatron.core.datasets.gpt_dataset import GPTDataset
-    from megatron.core.datasets import temp_files
+    from megatron.core import temp_files
     from tests.dataset_helpers import gpt_config, write_documents
 
     prefix = write_documents(str(tmp_path / "data"), [29] * 20)

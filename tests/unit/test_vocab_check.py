@@ -66,9 +66,9 @@ def test_the_result_is_remembered_beside_the_cache_until_the_files_change(tmp_pa
     check_token_ids_fit([prefix], 100, cache_path=cache)
     check_token_ids_fit([prefix], 100, cache_path=cache)
     assert scans == [1]
-    records = [name for name in os.listdir(cache + ".megatron-lite") if name.startswith("token_range-")]
+    records = [name for name in os.listdir(os.path.join(cache, ".megatron-lite")) if name.startswith("token_range-")]
     assert len(records) == 1 and records[0].startswith("token_range-data-")
-    assert not os.path.exists(cache)  # Megatron's cache directory holds only Megatron's files
+    assert os.listdir(cache) == [".megatron-lite"]  # ours, hidden, inside the directory the user gave
 
     # A bad id written in place (same size, new mtime): found on the next run.
     with open(prefix + ".bin", "r+b") as stream:
@@ -82,7 +82,7 @@ def test_the_result_is_remembered_beside_the_cache_until_the_files_change(tmp_pa
     # The default place (no --data-cache-path) is beside the data, next to its index cache.
     check_token_ids_fit([prefix], 200)
     assert any(name.startswith("token_range-")
-               for name in os.listdir(prefix + "/cache/GPTDataset_indices.megatron-lite"))
+               for name in os.listdir(prefix + "/cache/GPTDataset_indices/.megatron-lite"))
 
 
 def test_an_unwritable_place_keeps_the_result_in_memory(tmp_path, monkeypatch):

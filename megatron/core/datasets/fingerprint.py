@@ -7,8 +7,9 @@ indices were built: its size, mtime, ctime and inode, and a hash of its sequence
 four unchanged: the same file, nothing is read. Any of them changed: the lengths are hashed; the
 same hash means the same indices (a copy, a `touch`), a different one means a rebuild.
 
-The records are our own files, so Megatron-LM's cache directory keeps exactly its own files
-(Megatron lists and reads it): they live in a sibling directory, `{cache directory}.megatron-lite/`.
+The records are our own files: they live in a hidden folder inside the cache directory,
+`{cache directory}/.megatron-lite/`, which Megatron-LM never opens (it reads its cache files by
+name), so both read the same cache directory and nothing is written outside the one the user gave.
 """
 
 import hashlib
@@ -19,16 +20,19 @@ from typing import Dict, Optional, Tuple
 
 import numpy
 
-from megatron.core.datasets.temp_files import remove_dead_temporaries_once, temporary_path
+from megatron.core.temp_files import remove_dead_temporaries_once, temporary_path
 
 _HASH_CHUNK = 1 << 24  # bytes of lengths hashed per update
 # (abs path, size, mtime_ns) -> hash: the splits of one dataset share one .idx.
 _HASHES: Dict[Tuple[str, int, int, int, int], str] = {}
 
 
+SIDECAR_DIRNAME = ".megatron-lite"
+
+
 def sidecar_directory(cache_directory: str) -> str:
-    """Where our files about the caches of `cache_directory` go (a sibling directory)."""
-    return os.path.abspath(cache_directory).rstrip(os.sep) + ".megatron-lite"
+    """Where our files about the caches of `cache_directory` go (a hidden folder inside it)."""
+    return os.path.join(os.path.abspath(cache_directory), SIDECAR_DIRNAME)
 
 
 def hash_lengths(lengths: numpy.ndarray) -> str:

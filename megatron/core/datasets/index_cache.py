@@ -12,7 +12,7 @@ What we add:
   shape the dataset computes for itself. A truncated, corrupted or stale file (say, the data
   was re-tokenized under the same path) is reported and the indices are rebuilt.
 * Loads know which data they were built from (fingerprint.py): for a dataset read from an `.idx`,
-  a sidecar file of ours (in `{directory}.megatron-lite/`, so the cache directory holds exactly
+  a sidecar file of ours (in the hidden folder `{directory}/.megatron-lite/`, beside
   Megatron's files) records the `.idx` size, mtime and a hash of its sequence lengths. A changed
   `.idx` is reported and the indices rebuilt. A cache without our sidecar (written by Megatron-LM)
   is used when it is newer than the `.idx` (it was built after the data was last written) and
@@ -29,7 +29,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy
 
 from megatron.core.datasets import fingerprint
-from megatron.core.datasets.temp_files import remove_dead_temporaries_once, temporary_path
+from megatron.core.temp_files import remove_dead_temporaries_once, temporary_path
 from megatron.core.datasets.utils import log_single_rank
 
 logger = logging.getLogger(__name__)

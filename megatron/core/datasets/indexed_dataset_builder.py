@@ -21,7 +21,7 @@ from megatron.core.datasets.indexed_dataset import (
     get_idx_path,
 )
 from megatron.core.datasets.index_validation import check_bin_size
-from megatron.core.datasets.temp_files import temporary_path
+from megatron.core.temp_files import temporary_path
 from megatron.core.errors import DataError, MissingFileError
 
 _COPY_CHUNK_BYTES = 16 * 1024 * 1024

@@ -1,6 +1,7 @@
 """Temporary names for files written atomically, and the removal of those a dead process left.
 
-Every output (a dataset's .bin/.idx, an index-cache array, a sidecar) is written under
+Every output (a dataset's .bin/.idx, an index-cache array, a sidecar, a checkpoint file or the
+tokenizer folder copied into a checkpoint) is written under
 `{final name}.tmp-{host}-{pid}` (cache files add a random part before `.tmp-` so that threads of
 one process do not collide) and renamed when complete. A process killed half way leaves that
 file behind. `remove_dead_temporaries(directory)` deletes such files, and only those: the name
@@ -14,6 +15,7 @@ import functools
 import logging
 import os
 import re
+import shutil
 import time
 from typing import List, Optional
 
@@ -23,8 +25,9 @@ logger = logging.getLogger(__name__)
 
 # Younger than this, a temporary file may belong to a writer we cannot see (see above).
 MIN_AGE_SECONDS = 120.0
-# Only final names with these endings: our datasets, index caches and sidecars.
-_OUR_SUFFIXES = (".bin", ".idx", ".npy", ".txt", ".json")
+# Only final names with these endings (our datasets, index caches, sidecars, checkpoint files and
+# the tokenizer files copied into checkpoints), and folders: a folder named so is ours beyond doubt.
+_OUR_SUFFIXES = (".bin", ".idx", ".npy", ".txt", ".json", ".pt", ".model")
 # The host part may hold '-' itself: the pid is the last run of digits after the last '-'.
 _TEMPORARY = re.compile(r"^(?P<final>.+)\.tmp-(?P<host>[A-Za-z0-9._-]+)-(?P<pid>[0-9]+)$")
 
@@ -50,14 +53,14 @@ def temporary_path(final_path: str, unique: bool = False) -> str:
     return f"{stem}.tmp-{this_host()}-{os.getpid()}"
 
 
-def _parse(name: str):
+def _parse(name: str, is_folder: bool = False):
     match = _TEMPORARY.match(name)
     if match is None:
         return None
     final = match.group("final")
     if final.startswith("."):  # a unique name: ".{name}.{random}"
         final = final[1:].rsplit(".", 1)[0]
-    if not final.endswith(_OUR_SUFFIXES):
+    if not is_folder and not final.endswith(_OUR_SUFFIXES):
         return None
     return match.group("host"), int(match.group("pid"))
 
@@ -77,8 +80,15 @@ def pid_is_running(pid: int) -> bool:
     return True
 
 
-def dead_temporaries(directory: str) -> List[str]:
-    """Our temporary files in `directory` whose writer, on this host, is no longer running."""
+def dead_temporaries(directory: str, recursive: bool = False) -> List[str]:
+    """Our temporary files (and folders) in `directory` (and below it, when `recursive`) whose
+    writer, on this host, is no longer running."""
+    if recursive:
+        found = []
+        for folder, subfolders, _ in os.walk(directory):
+            found += dead_temporaries(folder)
+            subfolders[:] = [s for s in subfolders if _parse(s, is_folder=True) is None]  # not into ours
+        return sorted(found)
     try:
         names = os.listdir(directory)
     except OSError:
@@ -87,10 +97,10 @@ def dead_temporaries(directory: str) -> List[str]:
     now = time.time()
     found = []
     for name in names:
-        parsed = _parse(name)
+        path = os.path.join(directory, name)
+        parsed = _parse(name, is_folder=os.path.isdir(path))
         if parsed is None or parsed[0] != host or parsed[1] == os.getpid():
             continue
-        path = os.path.join(directory, name)
         try:
             fresh = now - os.stat(path).st_mtime < MIN_AGE_SECONDS
         except OSError:
@@ -100,15 +110,18 @@ def dead_temporaries(directory: str) -> List[str]:
     return sorted(found)
 
 
-def remove_dead_temporaries(directory: Optional[str], log=None) -> List[str]:
+def remove_dead_temporaries(directory: Optional[str], log=None, recursive: bool = False) -> List[str]:
     """Delete what `dead_temporaries` finds; returns the paths removed. Failures to delete (a
     read-only directory, a file removed meanwhile) are ignored: the files are harmless."""
     if not directory:
         return []
     removed = []
-    for path in dead_temporaries(directory):
+    for path in dead_temporaries(directory, recursive):
         try:
-            os.remove(path)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
         except OSError:
             continue
         removed.append(path)
