@@ -9,6 +9,13 @@ from megatron.core.errors import ConfigError
 from megatron.preprocess.pipeline import DEFAULT_CHUNK_BYTES, PreprocessConfig
 
 
+# What training's tokenizer setup reads beyond the tokenizer flags, fixed as Megatron's preprocessing
+# has them: no sentinels (they only extend the vocabulary at training time), no vocabulary padding
+# beyond 128, one tensor-parallel rank, and a rank other than 0 so that building it prints nothing.
+_FIXED_FOR_THE_TOKENIZER = dict(vocab_extra_ids=0, rank=1, make_vocab_size_divisible_by=128,
+                                tensor_model_parallel_size=1, padded_vocab_size=None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from megatron.training.arguments import add_tokenizer_args
 
@@ -97,14 +104,7 @@ def parse_preprocess_args(argv=None) -> SimpleNamespace:
         # at training time); honouring the flag here would change the ids, so say it is ignored.
         print(f"note: --vocab-extra-ids {args.vocab_extra_ids} is ignored by preprocessing, as in "
               "Megatron-LM; pass it to training", file=sys.stderr)
-    args.vocab_extra_ids = 0
-    # Megatron's fixed values: no vocabulary padding beyond 128, one tensor-parallel rank,
-    # and a rank other than 0 so that building the tokenizer prints nothing.
-    args.rank = 1
-    args.make_vocab_size_divisible_by = 128
-    args.tensor_model_parallel_size = 1
-    args.padded_vocab_size = None  # build_tokenizer computes it
-    return args
+    return argparse.Namespace(**{**vars(args), **_FIXED_FOR_THE_TOKENIZER})
 
 
 def config_from_args(args) -> PreprocessConfig:
