@@ -127,3 +127,20 @@ def test_fp16_overflow_on_one_rank_skips_the_step_everywhere():
         assert rec["loss_scale"][2] == rec["loss_scale"][1] / 2
         assert all(math.isfinite(x) for x in rec["loss"])
     assert records[0]["loss"] == records[1]["loss"]
+
+
+def _evaluation_progress(rank, world_size):
+    from megatron.training import evaluation
+    evaluation.PROGRESS_AFTER_S = 0.0  # as if every evaluation ran long
+    argv = BASE + ["--train-iters", "4", "--eval-interval", "2", "--eval-iters", "3", "--log-interval", "1"]
+    return run_pretrain(argv)["stdout"]
+
+
+def test_the_final_evaluation_prints_progress_lines():
+    stdout = run_distributed(_evaluation_progress, 1)[0]
+    lines = [line for line in stdout.splitlines() if line.startswith("evaluating on the ")]
+    # The final validation and test evaluations report each batch (--log-interval 1) with an ETA;
+    # the periodic one during training stays quiet, as in Megatron.
+    assert [line.split(" |")[0] for line in lines] == [
+        f"evaluating on the {split} set: batch {i}/3" for split in ("validation", "test") for i in (1, 2, 3)]
+    assert all("ETA" in line for line in lines)
