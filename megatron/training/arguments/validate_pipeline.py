@@ -67,10 +67,14 @@ def check_pipeline_layout(args, notes) -> None:
 
 
 def check_pipeline_microbatches(args) -> None:
-    """The interleaved schedule's rule on the micro-batch count (global batch / (micro batch x DP))."""
-    if args.virtual_pipeline_model_parallel_size is None:
+    """The interleaved schedule's rules on the micro-batch count (global batch / (micro batch x DP)),
+    checked here so that a bad layout fails before any work; the schedule applies the same check."""
+    vpp = args.virtual_pipeline_model_parallel_size
+    if vpp is None:
         return
-    from megatron.core.pipeline_parallel.schedules import check_interleaved_microbatches
+    from megatron.core.pipeline_parallel.schedule_interleaved import check_interleaved_schedule
     num_microbatches = args.global_batch_size // (args.micro_batch_size * args.data_parallel_size)
-    check_interleaved_microbatches(num_microbatches, args.pipeline_model_parallel_size,
-                                   args.microbatch_group_size_per_vp_stage)
+    schedule_config = SimpleNamespace(virtual_pipeline_model_parallel_size=vpp, overlap_p2p_comm=False,
+                                      batch_p2p_comm=True)
+    check_interleaved_schedule(schedule_config, args.pipeline_model_parallel_size, vpp, num_microbatches,
+                               args.microbatch_group_size_per_vp_stage)
