@@ -13,6 +13,7 @@ import re
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
 
 from tests.harness import run_distributed
 from tests.pretrain_runner import run_pretrain
@@ -52,15 +53,19 @@ def _grads_after_step_1(store):
         from megatron.core.utils import unwrap_model
         if iteration != 1 or ps.get_data_parallel_rank() != 0:
             return
+        tp_group, tp = ps.get_tensor_model_parallel_group(), ps.get_tensor_model_parallel_world_size()
         for chunk in model:
             inner = unwrap_model(chunk)
             layouts = param_layouts(inner)
             for name, param in inner.named_parameters():
                 layout = layouts[name]
+                shards = [torch.empty_like(param.main_grad) for _ in range(tp)]
+                dist.all_gather(shards, param.main_grad.contiguous(), group=tp_group)
                 # A tied output layer's gradient must equal its original's: file it under that name.
                 global_name = layout.tied_to or inner.global_param_name(name)
-                key = (global_name, ps.get_pipeline_model_parallel_rank())
-                store.append((key, ps.get_tensor_model_parallel_rank(), layout, param.main_grad.detach().clone()))
+                if ps.get_tensor_model_parallel_rank() == 0:
+                    store[(global_name, ps.get_pipeline_model_parallel_rank())] = \
+                        layout.full_from_shards(shards).clone()
     return hook
 
 
@@ -69,7 +74,7 @@ def _printed(stdout: str, field: str):
 
 
 def _train(argv):
-    grads = []
+    grads = {}
     record = run_pretrain(argv, _grads_after_step_1(grads))
     record["grads"] = grads
     return record
@@ -84,17 +89,8 @@ def _runs(rank, world_size, layouts, break_embedding_group=False):
 
 
 def _full_grads(records):
-    """Merge every rank's gradients: {(global name, pipeline rank): full tensor} (TP shards joined)."""
-    shards = {}
-    for grads in records:
-        for key, tp_rank, layout, grad in grads:
-            shards.setdefault(key, {})[tp_rank] = (layout, grad)
-    full = {}
-    for key, by_tp in shards.items():
-        layout = by_tp[0][0]
-        pieces = [by_tp[r][1] for r in sorted(by_tp)]
-        full[key] = layout.full_from_shards(pieces) if layout.is_tensor_parallel else pieces[0]
-    return full
+    """Every rank's gradients merged: {(global name, pipeline rank): full tensor}."""
+    return {key: grad for grads in records for key, grad in grads.items()}
 
 
 def _rel(a, b) -> float:
