@@ -82,7 +82,8 @@ def _train(argv):
 
 def _runs(rank, world_size, layouts, break_embedding_group=False):
     if break_embedding_group:
-        from megatron.core.distributed import finalize_model_grads as finalize
+        import importlib
+        finalize = importlib.import_module("megatron.core.distributed.finalize_model_grads")
         finalize._allreduce_tied_embedding_grads = lambda model, pg: None
     return {(variant, name): _train(BASE + flags + layout.split())
             for name, layout in layouts.items() for variant, flags in VARIANTS.items()}
