@@ -6,8 +6,9 @@
 Prints one JSON line per shape on stdout (logs go to stderr):
     {"peer": "ours", "variant": ..., "shape": "llama-1.3b", "status": "ok", "micro_batch": 4,
      "grad_accum": 1, "tokens_per_s": ..., "step_time_median_s": ..., "peak_mem_gib": ...,
-     "flops_per_token": ..., "mfu": ...}
-tokens/s is per GPU: tokens per step x steps / wall time / world size.
+     "flops_per_token": ..., "mfu": ..., "expected_pipeline_bubble": ...}
+tokens/s is per GPU: tokens per step x steps / wall time / world size. expected_pipeline_bubble is the
+share of a step the chosen pipeline schedule leaves a stage idle ((p-1)/(v*m+p-1); 0 without PP).
 """
 import argparse
 import contextlib
@@ -58,6 +59,7 @@ def run_shape(name: str, warmup: int, steps: int, overrides):
     from megatron.training.recipes import gpt as pretrain_gpt
     from megatron.core import device, parallel_state
     from megatron.core.num_microbatches_calculator import get_num_microbatches
+    from megatron.core.pipeline_parallel.schedules import expected_bubble_fraction
     from megatron.training.data_iterators import build_train_valid_test_data_iterators
     from megatron.training.initialize import destroy_megatron, initialize_megatron
     from megatron.training.model_setup import setup_model_and_optimizer
@@ -77,7 +79,10 @@ def run_shape(name: str, warmup: int, steps: int, overrides):
         flops_per_token = palm_flops_per_token(n, args.num_layers, args.hidden_size, args.seq_length)
         tokens_per_step = args.global_batch_size * args.seq_length
         record = {"peer": "ours", "variant": variant_name(args), "shape": name, "micro_batch": args.micro_batch_size,
-                  "grad_accum": get_num_microbatches(), "flops_per_token": flops_per_token}
+                  "grad_accum": get_num_microbatches(), "flops_per_token": flops_per_token,
+                  "expected_pipeline_bubble": expected_bubble_fraction(
+                      args.pipeline_model_parallel_size, get_num_microbatches(),
+                      args.virtual_pipeline_model_parallel_size)}
         state = TrainState()
         try:
             for i in range(warmup):
@@ -122,6 +127,9 @@ def variant_name(args) -> str:
     parts = ["sdpa", "bf16" if args.bf16 else ("fp16" if args.fp16 else "fp32")]
     if args.tensor_model_parallel_size > 1:
         parts.append(f"tp{args.tensor_model_parallel_size}" + ("+sp" if args.sequence_parallel else ""))
+    if args.pipeline_model_parallel_size > 1:
+        vpp = args.virtual_pipeline_model_parallel_size
+        parts.append(f"pp{args.pipeline_model_parallel_size}" + (f"x{vpp}v" if vpp else ""))
     if args.recompute_granularity:
         parts.append(f"recompute-{args.recompute_granularity}")
     return "+".join(parts)

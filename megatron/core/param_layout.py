@@ -217,3 +217,16 @@ def layout_from_attributes(param: torch.Tensor) -> ParamLayout:
                        chunks=getattr(param, "partition_stride", 1),
                        grad_reduce_group="dp_cp" if getattr(param, "allreduce", True) else "expt_dp",
                        grad_partial_over_tp=bool(getattr(param, "sequence_parallel", False)))
+
+
+def counts_here(layout: ParamLayout, pg_collection) -> bool:
+    """Whether this rank's copy of a parameter counts in a global sum over the model-parallel ranks
+    (grad norm, parameter norm): a replicated one on TP rank 0 only, a tied copy (the output layer
+    of the last pipeline stage) not at all, since its original counts."""
+    if layout.tied_to is not None:
+        return False
+    if layout.is_tensor_parallel:
+        return True
+    from megatron.core.utils import get_pg_rank
+    return get_pg_rank(pg_collection.group(layout.tp_group)) == 0
+

@@ -13,7 +13,7 @@ import os
 import random
 import shutil
 import sys
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -43,7 +43,14 @@ _ARCHITECTURE_ARGS = ("num_layers", "hidden_size", "ffn_hidden_size", "num_atten
                       "num_query_groups", "group_query_attention", "max_position_embeddings",
                       "position_embedding_type", "normalization", "swiglu", "untie_embeddings_and_output_weights",
                       "add_bias_linear", "add_qkv_bias", "qk_layernorm", "padded_vocab_size")
-_LAYOUT_ARGS = ("tensor_model_parallel_size", "pipeline_model_parallel_size")
+_LAYOUT_ARGS = ("tensor_model_parallel_size", "pipeline_model_parallel_size",
+                "virtual_pipeline_model_parallel_size", "decoder_first_pipeline_num_layers",
+                "decoder_last_pipeline_num_layers")
+
+
+def _model_keys(chunks) -> List[str]:
+    """Megatron's keys: "model", or "model0", "model1", ... for the chunks of virtual pipeline stages."""
+    return ["model"] if len(chunks) == 1 else [f"model{i}" for i in range(len(chunks))]
 
 
 def get_checkpoint_tracker_filename(checkpoints_path: str) -> str:
@@ -146,7 +153,7 @@ def save_checkpoint(iteration: int, model, optimizer, opt_param_scheduler,
     if train_state is None:
         train_state = TrainState(iteration=iteration,
                                  floating_point_operations_so_far=num_floating_point_operations_so_far)
-    model = model[0] if isinstance(model, list) else model
+    chunks = model if isinstance(model, list) else [model]
     print_rank_0(f"saving checkpoint at iteration {iteration:7d} to {args.save}")
     saved_args = {k: _plain(v) for k, v in vars(args).items() if k not in ("startup_notes", "user_set_options")}
     if not dist.is_initialized() or dist.get_rank() == 0:
@@ -159,7 +166,7 @@ def save_checkpoint(iteration: int, model, optimizer, opt_param_scheduler,
             "args": saved_args,
             "checkpoint_version": CHECKPOINT_VERSION,
             "iteration": iteration,
-            "model": unwrap_model(model).state_dict(),
+            **{key: unwrap_model(chunk).state_dict() for key, chunk in zip(_model_keys(chunks), chunks)},
             "num_floating_point_operations_so_far": num_floating_point_operations_so_far,
             "train_state": train_state.state_dict(),
         }
@@ -196,8 +203,10 @@ def _check_compatible(saved_args: dict, args, path: str) -> None:
         saved, current = saved_args.get(key), _plain(getattr(args, key))
         if key in saved_args and saved != current:
             what = "parallel layout" if key in _LAYOUT_ARGS else "model"
+            flag = "--num-virtual-stages-per-pipeline-rank" if key == "virtual_pipeline_model_parallel_size" \
+                else f"--{key.replace('_', '-')}"
             raise CheckpointError(
-                f"checkpoint {path} was saved with --{key.replace('_', '-')} {saved}, this run has {current}: "
+                f"checkpoint {path} was saved with {flag} {saved}, this run has {current}: "
                 f"the {what} must match to load it (resharding to another layout is not supported yet)")
 
 
@@ -249,8 +258,9 @@ def load_checkpoint(model, optimizer, opt_param_scheduler, load_arg: str = "load
     # Each rank reads its own file: a missing or damaged one stops every rank with its name.
     state = fail_together(lambda: _read_checkpoint_file(path, tracker, iteration))
     fail_together(lambda: _check_compatible(state.get("args", {}), args, path))
-    model = model[0] if isinstance(model, list) else model
-    unwrap_model(model).load_state_dict(state["model"], strict=strict)
+    chunks = model if isinstance(model, list) else [model]
+    for key, chunk in zip(_model_keys(chunks), chunks):
+        unwrap_model(chunk).load_state_dict(state[key], strict=strict)
 
     finetune = finetune or release
     load_optim = optimizer is not None and not finetune and not args.no_load_optim and "optimizer" in state

@@ -88,7 +88,8 @@ class RunData:
     """The iterators of the three splits and which loops run (every rank agrees on the flags).
 
     An iterator is None where the split is empty or this rank does not read data (tensor-parallel
-    ranks > 0 receive their batches by broadcast): use the do_* flags to decide what runs."""
+    ranks > 0 receive their batches by broadcast): use the do_* flags to decide what runs. With
+    virtual pipeline stages each split is a list of iterators, one per model chunk."""
 
     train: Any = None
     valid: Any = None
@@ -155,13 +156,44 @@ def build_data_iterators(build_train_valid_test_datasets_provider, state: Option
                    valid_iters=int(flags[3]) or None)
     _warn_about_empty_splits(args, data)
     kind = args.dataloader_type
-    data.train = _iterator(loaders[0], kind)
+    vpp = args.virtual_pipeline_model_parallel_size
+
+    def per_chunk(make):
+        # Interleaved schedule: each model chunk steps through the micro-batches on its own, so it
+        # gets its own iterator over this rank's loader; one that no chunk reads is never started.
+        return [LazyIterator(make) for _ in range(vpp)] if vpp else make()
+
+    data.train = per_chunk(lambda: _iterator(loaders[0], kind))
     if data.valid_iters and loaders[1] is not None:
-        data.valid = WholeSplitIterator(loaders[1])
+        data.valid = per_chunk(lambda: WholeSplitIterator(loaders[1]))
     else:
-        data.valid = _iterator(loaders[1], "cyclic" if kind == "cyclic" else kind)
-    data.test = _iterator(loaders[2], kind)
+        data.valid = per_chunk(lambda: _iterator(loaders[1], "cyclic" if kind == "cyclic" else kind))
+    data.test = per_chunk(lambda: _iterator(loaders[2], kind))
     return data
+
+
+class LazyIterator:
+    """An iterator made on first use (a DataLoader's workers start then), passing restart() on."""
+
+    def __init__(self, make):
+        self._make, self._iterator = make, None
+
+    def _get(self):
+        if self._iterator is None:
+            self._iterator = self._make()
+            if self._iterator is None:
+                raise StopIteration
+        return self._iterator
+
+    def restart(self) -> None:
+        if self._iterator is not None and hasattr(self._iterator, "restart"):
+            self._iterator.restart()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._get())
 
 
 def _warn_about_empty_splits(args, data: RunData) -> None:

@@ -32,8 +32,9 @@ def evaluate(forward_step_func, data_iterator, model, process_non_loss_data_func
     args = get_args()
     for chunk in model:
         chunk.eval()
-    if hasattr(data_iterator, "restart"):
-        data_iterator.restart()
+    for iterator in (data_iterator if isinstance(data_iterator, list) else [data_iterator]):
+        if hasattr(iterator, "restart"):
+            iterator.restart()
     sums: Dict[str, float] = {}
     eval_batches = args.eval_iters if eval_iters is None else eval_iters
     start = time.time()

@@ -122,13 +122,17 @@ class TrainingReporter:
 
 
 def calc_params_l2_norm(model) -> float:
-    """L2 norm of all parameters, each counted once across tensor-parallel ranks."""
-    from megatron.core.tensor_parallel.layers import param_is_not_tensor_parallel_duplicate
+    """L2 norm of all parameters, each counted once across tensor- and pipeline-parallel ranks (a
+    tied output layer is the embedding's copy; see param_layout.counts_here)."""
+    from megatron.core.param_layout import counts_here, param_layouts
+    from megatron.core.process_groups_config import ProcessGroupCollection
+    pg = ProcessGroupCollection.use_mpu_process_groups()
     chunks = model if isinstance(model, list) else [model]
     total = torch.zeros((), dtype=torch.float32, device=device.current_device())
     for chunk in chunks:
-        for param in chunk.parameters():
-            if param_is_not_tensor_parallel_duplicate(param):
+        layouts = param_layouts(chunk)
+        for name, param in chunk.named_parameters():
+            if counts_here(layouts[name], pg):
                 total += param.detach().float().pow(2).sum()
     group = parallel_state.get_model_parallel_group()
     if dist.is_initialized() and dist.get_world_size(group) > 1:

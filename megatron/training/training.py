@@ -5,6 +5,8 @@ Reading order: pretrain() -> setup (model, optimizer, data) -> train() -> train_
 Where the run is lives in a TrainState passed to every step, log line and checkpoint; ``args`` is
 read-only.
 """
+import contextlib
+import functools
 import gc
 import math
 import sys
@@ -43,7 +45,7 @@ from megatron.training.run_checks import (
 )
 from megatron.training.throughput import num_floating_point_operations  # noqa: F401  (Megatron's path)
 from megatron.training.train_state import TrainState
-from megatron.training.utils import print_rank_0
+from megatron.training.utils import print_rank_0, print_rank_last
 
 # When the first run of this process started: module import (start-up then includes imports, as in
 # Megatron); later runs in the same process (tests, notebooks) start at their pretrain() call.
@@ -137,7 +139,30 @@ def schedule_hooks(model: List[torch.nn.Module], optimizer) -> ScheduleHooks:
     """What the schedule calls during a training step: the optimizer's loss scaling, the gradient
     finalisation, and the data-parallel wrapper's no_sync (passed, not stored on the model config)."""
     return ScheduleHooks(scale_loss=optimizer.scale_loss, finalize_grads=finalize_model_grads,
-                         no_sync=model[0].no_sync if len(model) == 1 else None)
+                         no_sync=model[0].no_sync if len(model) == 1 else functools.partial(_no_sync_all, model))
+
+
+@contextlib.contextmanager
+def _no_sync_all(model: List[torch.nn.Module]):
+    """no_sync of every model chunk at once (the interleaved schedule passes one context)."""
+    with contextlib.ExitStack() as stack:
+        for chunk in model:
+            stack.enter_context(chunk.no_sync())
+        yield
+
+
+def pipeline_schedule_line(args) -> Optional[str]:
+    """The schedule and its expected pipeline bubble, printed once at the start (None without PP)."""
+    pp = args.pipeline_model_parallel_size
+    if pp == 1:
+        return None
+    from megatron.core.pipeline_parallel.schedules import expected_bubble_fraction
+    vpp = args.virtual_pipeline_model_parallel_size
+    m = get_num_microbatches()
+    kind = f"interleaved 1F1B, {vpp} virtual stages per rank" if vpp else "1F1B"
+    return (f"pipeline schedule: {kind} over {pp} stages, {m} micro-batches per step | expected "
+            f"bubble: {100 * expected_bubble_fraction(pp, m, vpp):.1f}% of the step "
+            f"((p-1)/(v*m+p-1) with p={pp}, v={vpp or 1}, m={m})")
 
 
 def train(forward_step_func, model, optimizer, opt_param_scheduler, train_data_iterator, valid_data_iterator,
@@ -161,6 +186,9 @@ def train(forward_step_func, model, optimizer, opt_param_scheduler, train_data_i
         gc.disable()
         gc.collect()
     last_saved = state.iteration
+    schedule_line = pipeline_schedule_line(args)
+    if schedule_line:
+        print_rank_last(schedule_line)
     reporter.interval_start = time.time()
     while state.iteration < args.train_iters:
         profiler.step_start(state.iteration)

@@ -91,9 +91,9 @@ def run_flags(argv, finalize_hook=None, keep_batches=0):
         return datasets
     provider.is_distributed = real_provider.is_distributed
 
-    def get_batch(data_iterator):
+    def get_batch(data_iterator, *rest):
         seen["get_batch_calls"] += 1
-        batch = real_get_batch(data_iterator)
+        batch = real_get_batch(data_iterator, *rest)
         if len(seen["batches"]) < keep_batches:
             seen["batches"].append([None if t is None else t.detach().cpu() for t in batch])
         return batch

@@ -21,9 +21,11 @@ BASE = ("--num-layers 2 --hidden-size 64 --num-attention-heads 8 --group-query-a
         "--attention-dropout 0 --eval-iters 0 --seed 1234 --clip-grad 0.3 --num-workers 0").split()
 LAYOUTS = {
     1: [[]],
-    2: [["--tensor-model-parallel-size", "2", "--sequence-parallel"]],
+    2: [["--tensor-model-parallel-size", "2", "--sequence-parallel"],
+        ["--pipeline-model-parallel-size", "2"]],
     4: [["--tensor-model-parallel-size", "2", "--sequence-parallel"],
-        ["--tensor-model-parallel-size", "4"]],
+        ["--tensor-model-parallel-size", "4"],
+        ["--tensor-model-parallel-size", "2", "--pipeline-model-parallel-size", "2", "--sequence-parallel"]],
 }
 
 

@@ -177,8 +177,8 @@ def test_exit_on_config_error_prints_and_exits_2(capsys):
 def test_unsupported_flags_and_values_are_refused():
     assert refused("--num-experts", "8") == "--num-experts is not supported yet (mixture-of-" \
                                             "experts models)"
-    assert "--pipeline-model-parallel-size 2 is not supported yet (only 1 for now)" in \
-        refused("--pipeline-model-parallel-size", "2", world_size=2)
+    assert "--pipeline-model-parallel-layout is not supported yet" in \
+        refused("--pipeline-model-parallel-layout", "Et|tL", world_size=2)
     assert "--position-embedding-type mrope is not supported yet" in \
         refused("--position-embedding-type", "mrope")
     assert "--tokenizer-type TikTokenizer is not supported yet" in \
@@ -481,11 +481,9 @@ def test_seed_001_launch_script(tmp_path):
     defaults = {"tokenizer_type": "GPT2BPETokenizer"}  # what pretrain_gpt.py passes
     args = parse_args(argv=_seed_001_argv(tmp_path))
     assert args.pipeline_model_parallel_size == 2 and args.local_rank == 0
-    with pytest.raises(ConfigError) as info:
-        validate_args(args, defaults=defaults, world_size=8)
-    assert str(info.value) == ("--pipeline-model-parallel-size 2 is not supported yet "
-                               "(only 1 for now)")
-    # Only the pipeline size stood in the way: with 1 the same script validates.
+    args = validate_args(args, defaults=defaults, world_size=8)
+    assert (args.data_parallel_size, args.virtual_pipeline_model_parallel_size) == (1, None)
+    # The same script without pipelining: two data-parallel replicas.
     args = parse_and_validate(argv=_seed_001_argv(tmp_path, pipeline="1"),
                               args_defaults=defaults, world_size=8)
     assert (args.data_parallel_size, args.tokenizer_type, args.params_dtype) == \

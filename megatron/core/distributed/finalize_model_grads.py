@@ -1,4 +1,6 @@
-"""After the last micro-batch's backward: reduce gradients across the ranks that hold partial sums.
+"""After the last micro-batch's backward: reduce gradients across the ranks that hold partial sums
+(data parallel, tensor-parallel partial sums, the tied embedding between first and last pipeline
+stage) and normalise per-token losses by the global token count.
 
 Which gradients are partial over tensor parallelism is read from each parameter's ParamLayout
 (``grad_partial_over_tp``); the groups come from ``pg_collection`` (default: the model chunk's own,
@@ -58,6 +60,41 @@ def _allreduce_partial_tp_grads(model: List[torch.nn.Module], pg_collection: Pro
             offset += g.numel()
 
 
+def _innermost(chunk: torch.nn.Module) -> torch.nn.Module:
+    while isinstance(getattr(chunk, "module", None), torch.nn.Module):
+        chunk = chunk.module
+    return chunk
+
+
+def _allreduce_tied_embedding_grads(model: List[torch.nn.Module], pg_collection: ProcessGroupCollection) -> None:
+    """Under pipeline parallelism a tied word embedding lives twice: as the input embedding of the
+    first stage and as the output layer of the last. Summing their gradients over the embedding
+    group (first + last stage) keeps the two copies equal after every step."""
+    group = getattr(pg_collection, "embd", None)
+    if group is None or get_pg_size(group) == 1:
+        return
+    holders = {id(c): c for c in (model[0], model[-1])}.values()
+    for chunk in holders:
+        inner = _innermost(chunk)
+        if not getattr(inner, "share_embeddings_and_output_weights", False):
+            continue
+        if not (getattr(inner, "pre_process", False) or getattr(inner, "post_process", False)):
+            continue
+        weight = inner.shared_embedding_or_output_weight()
+        grad = _grad_of(weight) if weight is not None else None
+        if grad is not None:
+            dist.all_reduce(grad, group=group)
+
+
+def _token_count_from_last_stage(num_tokens: torch.Tensor, pg_collection: ProcessGroupCollection) -> torch.Tensor:
+    """Only the last pipeline stage computed the loss, so only it counted the loss tokens."""
+    total = num_tokens.detach().clone().float()
+    pp = getattr(pg_collection, "pp", None)
+    if pp is not None and get_pg_size(pp) > 1:
+        dist.broadcast(total, src=dist.get_global_rank(pp, get_pg_size(pp) - 1), group=pp)
+    return total
+
+
 def finalize_model_grads(model: List[torch.nn.Module], num_tokens: Optional[torch.Tensor] = None,
                          pg_collection: Optional[ProcessGroupCollection] = None,
                          force_all_reduce: Optional[bool] = False) -> None:
@@ -74,8 +111,9 @@ def finalize_model_grads(model: List[torch.nn.Module], num_tokens: Optional[torc
     for chunk in model:
         chunk.finish_grad_sync()
     _allreduce_partial_tp_grads(model, pg)
+    _allreduce_tied_embedding_grads(model, pg)
     if num_tokens is not None:
-        total = num_tokens.detach().clone().float()
+        total = _token_count_from_last_stage(num_tokens, pg)
         dp_cp = pg.group("dp_cp")
         if get_pg_size(dp_cp) > 1:
             dist.all_reduce(total, group=dp_cp)

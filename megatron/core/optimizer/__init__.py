@@ -5,9 +5,9 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 
 from megatron.core import device
-from megatron.core.param_layout import ParamLayout, ParamRole, param_layouts
+from megatron.core.param_layout import ParamRole, counts_here, param_layouts
 from megatron.core.process_groups_config import ProcessGroupCollection, default_pg_collection
-from megatron.core.utils import get_pg_rank, get_pg_size, no_effect, reject_unsupported
+from megatron.core.utils import get_pg_size, no_effect, reject_unsupported
 from megatron.core.optimizer.grad_scaler import ConstantGradScaler, DynamicGradScaler
 from megatron.core.optimizer.optimizer import (
     Float16OptimizerWithFloat16Params,
@@ -97,14 +97,6 @@ def _grad_scaler(config: OptimizerConfig):
                              hysteresis=config.hysteresis)
 
 
-def _counted_in_grad_norm(layout: ParamLayout, pg_collection: ProcessGroupCollection) -> bool:
-    """Each parameter counts once in the global norm: a replicated one on TP rank 0 only, a tied
-    copy (the output layer of the last pipeline stage) not at all (its original counts)."""
-    if layout.tied_to is not None:
-        return False
-    return layout.is_tensor_parallel or get_pg_rank(pg_collection.group(layout.tp_group)) == 0
-
-
 def _chunk_pg_collection(model_chunks: List[torch.nn.Module]) -> Optional[ProcessGroupCollection]:
     from megatron.core.distributed.finalize_model_grads import _chunk_pg_collection as find
     return find(model_chunks[0]) if model_chunks else None
@@ -134,7 +126,7 @@ def get_megatron_optimizer(config: OptimizerConfig, model_chunks: List[torch.nn.
     pg = default_pg_collection(pg_collection or _chunk_pg_collection(model_chunks))
     param_groups = _get_param_groups(model_chunks, config, no_weight_decay_cond, scale_lr_cond, lr_mult,
                                      default_skip_embedding_weight_decay)
-    counted = {id(p) for _, p, layout in _named_params_with_layouts(model_chunks) if _counted_in_grad_norm(layout, pg)}
+    counted = {id(p) for _, p, layout in _named_params_with_layouts(model_chunks) if counts_here(layout, pg)}
     model_params_groups = [group["params"] for group in param_groups]
     for group in param_groups:
         group["params"] = [_main_param(p) for p in group["params"]]

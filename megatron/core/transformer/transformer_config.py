@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from megatron.core.config_fields import megatron_config
 from megatron.core.errors import ConfigError
 from megatron.core.model_parallel_config import ModelParallelConfig
+from megatron.core.transformer.layer_split import layers_per_stage
 
 __all__ = ["ModelParallelConfig", "TransformerConfig", "init_method_normal", "scaled_init_method_normal"]
 _KERNEL = "a fused-kernel choice: the plain-torch path computes the same"
@@ -51,6 +52,8 @@ class TransformerConfig(ModelParallelConfig):
     """Architecture of a transformer stack (Megatron Core's names and defaults)."""
 
     num_layers: int = 0
+    num_layers_in_first_pipeline_stage: Optional[int] = None
+    num_layers_in_last_pipeline_stage: Optional[int] = None
     hidden_size: int = 0
     num_attention_heads: int = 0
     num_query_groups: Optional[int] = None
@@ -136,3 +139,4 @@ class TransformerConfig(ModelParallelConfig):
             self.output_layer_init_method = scaled_init_method_normal(self.init_method_std, self.num_layers)
         if self.pipeline_dtype is None:
             self.pipeline_dtype = self.params_dtype
+        layers_per_stage(self)  # an impossible stage split fails here, naming the flags

@@ -16,6 +16,7 @@ from . import validate_io, validate_model
 from ..lr_schedule import train_iters_from_samples
 from .errors import ConfigError
 from .states import apply_option_states
+from .validate_pipeline import check_pipeline_layout, check_pipeline_microbatches
 
 
 def validate_args(args, defaults=None, world_size=None):
@@ -33,6 +34,7 @@ def validate_args(args, defaults=None, world_size=None):
     validate_model.derive_model_shape(args, notes)
     _parallel_layout(args, notes)
     _batch_sizes(args)
+    check_pipeline_microbatches(args)
     _run_length_and_schedule(args)
     validate_model.check_precision(args, notes)
     validate_model.check_recompute(args, notes)
@@ -102,7 +104,7 @@ def _parallel_layout(args, notes):
                           "the world must hold a whole number of model replicas")
     args.data_parallel_size = args.world_size // model_ranks
     args.transformer_pipeline_model_parallel_size = pp
-    args.virtual_pipeline_model_parallel_size = None
+    check_pipeline_layout(args, notes)
 
     heads = args.num_attention_heads
     if heads % tp:
@@ -113,9 +115,6 @@ def _parallel_layout(args, notes):
         raise ConfigError(f"--num-query-groups {args.num_query_groups} is not divisible by "
                           f"--tensor-model-parallel-size {tp}: each tensor-parallel rank must "
                           "hold whole key/value groups")
-    if args.num_layers % pp:
-        raise ConfigError(f"--num-layers {args.num_layers} is not divisible by "
-                          f"--pipeline-model-parallel-size {pp}")
     if cp > 1 and args.seq_length % (2 * cp):
         raise ConfigError(f"--seq-length {args.seq_length} must be a multiple of 2 x "
                           f"--context-parallel-size {cp}")

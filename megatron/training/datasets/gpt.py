@@ -8,6 +8,7 @@ Flags read (Megatron's dest names): --data-path, --split, --train/valid/test-dat
 --allow-ambiguous-pad-tokens.
 """
 
+import functools
 import json
 import logging
 from typing import List, Optional, Tuple
@@ -119,16 +120,19 @@ def gpt_dataset_config_from_args(args, tokenizer) -> GPTDatasetConfig:
     )
 
 
-def is_dataset_built_on_rank(vp_stage: Optional[int] = None) -> bool:
+def is_dataset_built_on_rank(vp_stage: Optional[int] = None, every_stage: bool = False) -> bool:
     """Datasets are needed on tensor-parallel rank 0 of the first and last pipeline stages (the
-    others receive their batches by broadcast). With ``vp_stage`` (virtual pipeline), the first
-    and last model chunks are meant, as in Megatron-LM."""
+    others receive their batches by broadcast), or of every stage with ``every_stage`` (an attention
+    mask from the loader is needed by every stage's layers). With ``vp_stage`` (virtual pipeline),
+    the first and last model chunks are meant, as in Megatron-LM."""
     from megatron.core import parallel_state
 
     if not parallel_state.model_parallel_is_initialized():
         return True
     if parallel_state.get_tensor_model_parallel_rank() != 0:
         return False
+    if every_stage:
+        return True
     ignore_virtual = vp_stage is None
     return parallel_state.is_pipeline_first_stage(ignore_virtual=ignore_virtual, vp_stage=vp_stage) or (
         parallel_state.is_pipeline_last_stage(ignore_virtual=ignore_virtual, vp_stage=vp_stage)
@@ -151,17 +155,19 @@ def build_gpt_datasets(args, train_val_test_num_samples, tokenizer) -> Tuple:
     """(train, valid, test) datasets for the flags in `args`; None where a split has no data or
     this rank does not need data. Call on every rank (index building is coordinated)."""
     config = gpt_dataset_config_from_args(args, tokenizer)
+    built_here = functools.partial(is_dataset_built_on_rank, every_stage=bool(
+        args.reset_attention_mask and args.create_attention_mask_in_dataloader))
     dataset_class = MockGPTDataset if config.mock else GPTDataset
     if config.mock:
         _check_vocabulary_holds_mock_ids(tokenizer)
     else:
         from megatron.training.datasets.vocab_check import check_config_token_ids
-        check_config_token_ids(config, is_dataset_built_on_rank)
+        check_config_token_ids(config, built_here)
     log_single_rank(
         logger, logging.INFO, "> building train, validation, and test datasets for GPT ..."
     )
     train, valid, test = BlendedMegatronDatasetBuilder(
-        dataset_class, list(train_val_test_num_samples), is_dataset_built_on_rank, config
+        dataset_class, list(train_val_test_num_samples), built_here, config
     ).build()
     log_single_rank(logger, logging.INFO, "> finished creating GPT datasets ...")
     return train, valid, test

@@ -4,6 +4,7 @@
 tensor-parallel rank 0 and broadcasts it, ``loss_func`` returns Megatron's 3-tuple (sum of the masked
 per-token losses, token count, reporting dict), ``forward_step`` ties them together, and
 ``train_valid_test_datasets_provider`` builds GPTDatasets (or mock data) from the data flags.
+Under pipeline parallelism each stage reads only what it uses (``get_batch``).
 ``main`` is ``pretrain_gpt.py`` / ``megatron-pretrain-gpt``.
 """
 from functools import partial
@@ -15,6 +16,7 @@ from megatron.core.enums import ModelType
 from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
 from megatron.core.models.gpt.gpt_model import GPTModel
 from megatron.core.tensor_parallel import broadcast_data
+from megatron.core.utils import get_attr_wrapped_model
 from megatron.training import get_args, get_tokenizer, pretrain
 from megatron.training.config_from_args import core_transformer_config_from_args
 
@@ -42,23 +44,52 @@ def model_provider(pre_process: bool = True, post_process: bool = True, vp_stage
         pg_collection=pg_collection, vp_stage=vp_stage, true_vocab_size=get_tokenizer().vocab_size)
 
 
-def get_batch(data_iterator):
-    """Read a micro-batch on tensor-parallel rank 0 and broadcast it to the rest of the TP group."""
+def stage_reads_data(vp_stage=None) -> bool:
+    """Whether this (virtual) pipeline stage reads micro-batches: the first needs tokens and positions,
+    the last labels and loss masks, and every stage the attention mask when the loader makes one."""
     args = get_args()
+    if args.reset_attention_mask and args.create_attention_mask_in_dataloader:
+        return True
+    ignore_virtual = vp_stage is None
+    return (parallel_state.is_pipeline_first_stage(ignore_virtual=ignore_virtual, vp_stage=vp_stage)
+            or parallel_state.is_pipeline_last_stage(ignore_virtual=ignore_virtual, vp_stage=vp_stage))
+
+
+def _keys_for_stage(vp_stage):
+    ignore_virtual = vp_stage is None
+    first = parallel_state.is_pipeline_first_stage(ignore_virtual=ignore_virtual, vp_stage=vp_stage)
+    last = parallel_state.is_pipeline_last_stage(ignore_virtual=ignore_virtual, vp_stage=vp_stage)
+    ints = (["tokens", "position_ids"] if first else []) + (["labels"] if last else [])
+    return ints, last
+
+
+def get_batch(data_iterator, vp_stage=None):
+    """This stage's part of a micro-batch, read on tensor-parallel rank 0 and broadcast to the rest
+    of the TP group: tokens and positions on the first pipeline stage, labels and loss mask on the
+    last (None elsewhere), the attention mask wherever the loader makes one. A stage that needs
+    nothing reads nothing. Returns (tokens, labels, loss_mask, attention_mask, position_ids)."""
+    args = get_args()
+    if not stage_reads_data(vp_stage):
+        return None, None, None, None, None
+    int_keys, last = _keys_for_stage(vp_stage)
     dev = device.current_device()
     first = parallel_state.get_tensor_model_parallel_rank() == 0
     data = next(data_iterator) if first else None
-    ints = {k: data[k].to(dev, torch.int64, non_blocking=True) for k in _INT_KEYS} if first else None
-    floats = {"loss_mask": data["loss_mask"].to(dev, torch.float32, non_blocking=True)} if first else None
-    batch = broadcast_data(_INT_KEYS, ints, torch.int64)
-    batch.update(broadcast_data(["loss_mask"], floats, torch.float32))
+    batch = {}
+    if int_keys:
+        ints = {k: data[k].to(dev, torch.int64, non_blocking=True) for k in int_keys} if first else None
+        batch.update(broadcast_data(int_keys, ints, torch.int64))
+    if last:
+        floats = {"loss_mask": data["loss_mask"].to(dev, torch.float32, non_blocking=True)} if first else None
+        batch.update(broadcast_data(["loss_mask"], floats, torch.float32))
     attention_mask = None
     if args.reset_attention_mask and args.create_attention_mask_in_dataloader:
         # Only then does the mask differ from plain causal attention (which SDPA builds itself);
         # without a mask from the loader, attention stays causal across documents, as in Megatron.
         masks = {"attention_mask": data["attention_mask"].to(dev, torch.bool)} if first else None
         attention_mask = broadcast_data(["attention_mask"], masks, torch.bool)["attention_mask"]
-    return batch["tokens"], batch["labels"], batch["loss_mask"], attention_mask, batch["position_ids"]
+    return (batch.get("tokens"), batch.get("labels"), batch.get("loss_mask"), attention_mask,
+            batch.get("position_ids"))
 
 
 def loss_func(loss_mask: torch.Tensor, output_tensor: torch.Tensor):
@@ -72,7 +103,8 @@ def loss_func(loss_mask: torch.Tensor, output_tensor: torch.Tensor):
 
 
 def forward_step(data_iterator, model: GPTModel):
-    tokens, labels, loss_mask, attention_mask, position_ids = get_batch(data_iterator)
+    vp_stage = get_attr_wrapped_model(model, "vp_stage")
+    tokens, labels, loss_mask, attention_mask, position_ids = get_batch(data_iterator, vp_stage)
     output_tensor = model(tokens, position_ids, attention_mask, labels=labels, loss_mask=loss_mask)
     return output_tensor, partial(loss_func, loss_mask)
 

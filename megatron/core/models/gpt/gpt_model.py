@@ -155,8 +155,7 @@ class GPTModel(MegatronModule):
             decoder_input = self.embedding(input_ids=input_ids, position_ids=position_ids)
         rotary_pos_emb = None
         if self.position_embedding_type == "rope":
-            seq_len = input_ids.size(1) if input_ids is not None else decoder_input.size(0)
-            rotary_pos_emb = self.rotary_pos_emb(seq_len)
+            rotary_pos_emb = self.rotary_pos_emb(self._rotary_sequence_length(input_ids, decoder_input))
         hidden_states = self.decoder(decoder_input, attention_mask=attention_mask, rotary_pos_emb=rotary_pos_emb,
                                      **(extra_block_kwargs or {}))
         if not self.post_process:
@@ -170,6 +169,21 @@ class GPTModel(MegatronModule):
         loss = vocab_parallel_cross_entropy(logits, labels.transpose(0, 1).contiguous(),
                                             true_vocab_size=self.true_vocab_size, tp_group=self.output_layer.tp_group)
         return loss.transpose(0, 1).contiguous()
+
+    def _rotary_sequence_length(self, input_ids: Optional[torch.Tensor],
+                                decoder_input: Optional[torch.Tensor]) -> int:
+        """Full sequence length for RoPE. Later pipeline stages see only the activation received from
+        the previous stage ([s, b, h], split over tensor-parallel ranks under sequence parallelism)."""
+        if input_ids is not None:
+            return input_ids.size(1)
+        hidden = decoder_input if decoder_input is not None else self.decoder.input_tensor
+        if hidden is None:
+            raise ValueError("GPTModel.forward: no input_ids, decoder_input or pipeline input tensor to take "
+                             "the sequence length from")
+        length = hidden.size(0)
+        if self.config.sequence_parallel:
+            length *= get_pg_size(self.pg_collection.group("tp"))
+        return length
 
     def _logits_for_user(self, logits: torch.Tensor, runtime_gather_output: Optional[bool]) -> torch.Tensor:
         # (Under sequence parallelism the output layer already gathered the sequence.)

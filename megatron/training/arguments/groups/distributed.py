@@ -5,7 +5,8 @@ from .migrate import replace
 
 group = OptionGroup("distributed")
 
-_PP = "pipeline parallelism (only --pipeline-model-parallel-size 1 for now)"
+_PP_TUNING = "a pipeline-schedule tuning option that is not supported yet"
+_SPLIT = "stages are split by transformer layers only; use --decoder-first/last-pipeline-num-layers"
 _FSDP = "FSDP"
 _NO_OVERLAP = "data-parallel communication runs after the backward pass, without overlap"
 
@@ -16,13 +17,14 @@ def _only_one(value):
 
 group.value("--tensor-model-parallel-size", type=int, default=1,
             help="Tensor-parallel size: ranks sharing each layer's weights.")
-group.value("--pipeline-model-parallel-size", type=int, default=1, unsupported_values=_only_one,
-            supported_text="only 1 for now", help="Pipeline-parallel size: stages of layers.")
-group.value("--decoder-first-pipeline-num-layers", type=int, state=UNSUPPORTED, note=_PP,
-            help="Layers on the first pipeline stage.")
-group.value("--decoder-last-pipeline-num-layers", type=int, state=UNSUPPORTED, note=_PP,
-            help="Layers on the last pipeline stage.")
-group.value("--pipeline-model-parallel-layout", state=UNSUPPORTED, note=_PP,
+group.value("--pipeline-model-parallel-size", type=int, default=1,
+            help="Pipeline-parallel size: stages of layers (1F1B schedule; interleaved with virtual stages).")
+group.value("--decoder-first-pipeline-num-layers", type=int,
+            help="Layers on the first pipeline stage (uneven split; the other stages share the rest).")
+group.value("--decoder-last-pipeline-num-layers", type=int,
+            help="Layers on the last pipeline stage (uneven split; the other stages share the rest).")
+group.value("--pipeline-model-parallel-layout", state=UNSUPPORTED,
+            note="use --decoder-first/last-pipeline-num-layers for uneven stages",
             help="Explicit layer layout of the pipeline stages.")
 
 
@@ -34,18 +36,18 @@ def _model_parallel_size(args, value):
 group.value("--model-parallel-size", type=int, state=DEPRECATED,
             note="use --tensor-model-parallel-size", migrate=_model_parallel_size,
             help="Old name of the tensor-parallel size.")
-group.value("--num-layers-per-virtual-pipeline-stage", type=int, state=UNSUPPORTED, note=_PP,
+group.value("--num-layers-per-virtual-pipeline-stage", type=int,
             help="Layers per virtual stage (interleaved schedule).")
-group.value("--num-virtual-stages-per-pipeline-rank", type=int, state=UNSUPPORTED, note=_PP,
+group.value("--num-virtual-stages-per-pipeline-rank", type=int,
             help="Virtual stages per pipeline rank (interleaved schedule).")
 group.value("--microbatch-group-size-per-virtual-pipeline-stage", type=int,
-            dest="microbatch_group_size_per_vp_stage", state=UNSUPPORTED, note=_PP,
-            help="Consecutive micro-batches per virtual stage.")
+            dest="microbatch_group_size_per_vp_stage",
+            help="Consecutive micro-batches per virtual stage (default: the pipeline size).")
 group.negation("--no-overlap-p2p-communication", dest="overlap_p2p_comm", state=IMPL_CHOICE,
-               note="no pipeline parallelism yet, so no pipeline communication to overlap",
+               note="pipeline sends and receives are batched and waited for before compute (no overlap)",
                help="Do not overlap pipeline send/receive with compute.")
 group.switch("--overlap-p2p-communication-warmup-flush", dest="overlap_p2p_comm_warmup_flush",
-             state=UNSUPPORTED, note=_PP,
+             state=UNSUPPORTED, note=_PP_TUNING,
              help="Overlap pipeline communication in warmup and flush too.")
 group.value("--distributed-backend", default="nccl", choices=("nccl", "gloo"),
             help="torch.distributed backend (gloo on CPU; nccl turns into gloo when there is no "
@@ -56,9 +58,9 @@ group.value("--distributed-timeout-seconds-after-init", type=int, state=UNSUPPOR
             help="Timeout of process groups once initialization is done.")
 group.switch("--overlap-grad-reduce", state=IMPL_CHOICE, note=_NO_OVERLAP,
              help="Overlap the gradient reduction with the backward pass.")
-group.switch("--defer-embedding-wgrad-compute", state=UNSUPPORTED, note=_PP,
+group.switch("--defer-embedding-wgrad-compute", state=UNSUPPORTED, note=_PP_TUNING,
              help="Defer the output layer's weight gradient to the pipeline flush.")
-group.value("--wgrad-deferral-limit", type=int, default=0, state=UNSUPPORTED, note=_PP,
+group.value("--wgrad-deferral-limit", type=int, default=0, state=UNSUPPORTED, note=_PP_TUNING,
             help="Micro-batches whose output-layer weight gradient is deferred.")
 group.negation("--no-align-grad-reduce", dest="align_grad_reduce", state=IMPL_CHOICE,
                note=_NO_OVERLAP, help="Let pipeline stages start gradient reduction on their own.")
@@ -75,23 +77,24 @@ group.switch("--ddp-average-in-collective",
              help="Average gradients inside the collective instead of scaling first.")
 group.switch("--overlap-param-gather", state=IMPL_CHOICE, note=_NO_OVERLAP,
              help="Overlap the distributed optimizer's parameter all-gather with compute.")
-group.switch("--overlap-param-gather-with-optimizer-step", state=UNSUPPORTED, note=_PP,
+group.switch("--overlap-param-gather-with-optimizer-step", state=UNSUPPORTED, note=_PP_TUNING,
              help="Overlap the first bucket's all-gather with the optimizer step.")
-group.negation("--no-align-param-gather", dest="align_param_gather", state=UNSUPPORTED, note=_PP,
+group.negation("--no-align-param-gather", dest="align_param_gather", state=UNSUPPORTED, note=_PP_TUNING,
                help="Let pipeline stages start parameter all-gathers on their own.")
 group.negation("--no-scatter-gather-tensors-in-pipeline",
-               dest="scatter_gather_tensors_in_pipeline", state=UNSUPPORTED, note=_PP,
+               dest="scatter_gather_tensors_in_pipeline", state=IMPL_CHOICE,
+               note="activations always travel whole between stages",
                help="Send whole tensors between pipeline stages.")
-group.switch("--use-ring-exchange-p2p", state=UNSUPPORTED, note=_PP,
+group.switch("--use-ring-exchange-p2p", state=UNSUPPORTED, note=_PP_TUNING,
              help="Custom ring-exchange pipeline communication.")
 group.value("--local-rank", "--local_rank", type=int,
             help="Local rank from the launcher (torch.distributed.launch passes it; default: "
                  "$LOCAL_RANK, else 0).")
 group.value("--lazy-mpu-init", state=UNSUPPORTED,
             help="Leave process-group setup to an external manager.")
-group.switch("--account-for-embedding-in-pipeline-split", state=UNSUPPORTED, note=_PP,
+group.switch("--account-for-embedding-in-pipeline-split", state=UNSUPPORTED, note=_SPLIT,
              help="Count the embedding as a layer when splitting stages.")
-group.switch("--account-for-loss-in-pipeline-split", state=UNSUPPORTED, note=_PP,
+group.switch("--account-for-loss-in-pipeline-split", state=UNSUPPORTED, note=_SPLIT,
              help="Count the loss as a layer when splitting stages.")
 group.switch("--use-distributed-optimizer", state=UNSUPPORTED,
              help="Shard optimizer state over data-parallel ranks (ZeRO-1).")
