@@ -14,8 +14,7 @@ import torch
 
 from megatron.core.pipeline_parallel.hooks import ScheduleHooks
 from megatron.core.pipeline_parallel.schedule_common import (
-    GradSyncWindow, add_tokens, deallocate_output_tensor, finalize, get_tensor_shapes, new_token_count,
-    pipeline_groups)
+    GradSyncWindow, add_tokens, finalize, get_tensor_shapes, new_token_count, output_for_backward, pipeline_groups)
 from megatron.core.pipeline_parallel.steps import backward_step, check_first_val_step, forward_step
 from megatron.core.utils import get_model_config, get_pg_size, reject_unsupported
 
@@ -79,9 +78,8 @@ def forward_backward_pipelining_without_interleaving(
 
     def keep(input_tensor, output):
         inputs.append(input_tensor)
-        outputs.append(output)
-        if not last:  # sent: only its autograd node is needed from here on
-            deallocate_output_tensor(output, config.deallocate_pipeline_outputs)
+        # Once sent, only the output's autograd node is needed (the last stage's output is the loss).
+        outputs.append(output if last else output_for_backward(output, config.deallocate_pipeline_outputs))
 
     def backward(output_tensor_grad):
         return backward_step(inputs.popleft(), outputs.popleft(), output_tensor_grad, None, config, hooks)
@@ -99,12 +97,14 @@ def forward_backward_pipelining_without_interleaving(
             output = forward(input_tensor)
             comm.send_forward(output, last)
             keep(input_tensor, output)
+            del output  # (the kept stand-in is all that should hold it)
         input_tensor = comm.recv_forward(shape, first) if steady > 0 else None
         for i in range(steady):
             final = i == steady - 1
             output = forward(input_tensor)
             output_tensor_grad = comm.send_forward_recv_backward(output, shape, last)
             keep(input_tensor, output)
+            del output
             if final and warmup == 0:
                 window.resume()  # the step's last backward
             input_tensor_grad = backward(output_tensor_grad)

@@ -1,5 +1,5 @@
 """What the schedules share: the process groups and communicator they use, the activation shape,
-output deallocation, the no_sync window and the call of finalize_grads."""
+what is kept of a sent output, the no_sync window and the call of finalize_grads."""
 import contextlib
 from typing import Callable, List, Optional, Tuple
 
@@ -47,19 +47,33 @@ def pipeline_groups(config, pg_collection, p2p_communicator) -> Tuple[P2PCommuni
     return comm, tp_group, cp_group
 
 
-def deallocate_output_tensor(out: Optional[torch.Tensor], deallocate_pipeline_outputs: bool = False) -> None:
-    """Free the memory of a stage output once it has been sent (config.deallocate_pipeline_outputs).
+class _SentOutput(torch.autograd.Function):
+    """Stands in for a stage output that has been sent: the output's shape on one element of
+    memory; its backward hands the gradient received from the next stage to the output's node."""
 
-    Only the output's autograd node is still needed (backward starts there with the gradient the
-    next stage sends back). Its data is replaced by one element expanded to the same shape: the
-    storage shrinks to one element, and ``torch.autograd.backward(out, grad)``, which checks that
-    the gradient's shape matches, still runs. If the output's own node saved the output (tanh,
-    sigmoid ...), autograd kept its own reference to the data, so the result stays correct (only
-    the memory stays). A view is left alone: its base holds the memory.
+    @staticmethod
+    def forward(ctx, output):
+        return output.new_empty(1).expand(output.shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+def output_for_backward(output: torch.Tensor, deallocate_pipeline_outputs: bool = False) -> torch.Tensor:
+    """What a schedule keeps of a sent stage output until its backward (config.deallocate_pipeline_outputs).
+
+    Without deallocation, the output itself. With it, a stand-in of the same shape whose storage
+    is one element (so ``torch.autograd.backward(kept, grad)``, which checks the gradient's shape,
+    runs as usual): the schedule drops its reference to the output, whose memory goes as soon as
+    nothing else holds it. Nothing is mutated: if the output's own node saved it for backward
+    (tanh, sigmoid, ...), autograd keeps it, and any saved_tensors_hooks see an untouched tensor.
+    (Megatron instead empties the output's ``.data``, which breaks backward when such a node or a
+    hook kept the output itself.)
     """
-    if out is None or not deallocate_pipeline_outputs or out._base is not None:
-        return
-    out.data = torch.empty(1, dtype=out.dtype, device=out.device).expand(out.shape)
+    if not deallocate_pipeline_outputs or output.grad_fn is None:
+        return output
+    return _SentOutput.apply(output)
 
 
 class GradSyncWindow:

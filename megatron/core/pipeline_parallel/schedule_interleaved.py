@@ -12,8 +12,7 @@ from megatron.core.errors import ConfigError
 from megatron.core.pipeline_parallel.hooks import ScheduleHooks
 from megatron.core.pipeline_parallel.interleaved_plan import Unit, interleaved_plan
 from megatron.core.pipeline_parallel.schedule_common import (
-    GradSyncWindow, add_tokens, deallocate_output_tensor, finalize, get_tensor_shapes, new_token_count,
-    pipeline_groups)
+    GradSyncWindow, add_tokens, finalize, get_tensor_shapes, new_token_count, output_for_backward, pipeline_groups)
 from megatron.core.pipeline_parallel.steps import backward_step, check_first_val_step, forward_step
 from megatron.core.utils import get_model_config, get_pg_size, reject_unsupported
 
@@ -120,7 +119,9 @@ def forward_backward_pipelining_with_interleaving(
         tokens = add_tokens(tokens, num_tokens)
         if not forward_only:
             inputs[c].append(input_tensor)
-            outputs[c].append(output)
+            # Every output but the loss is sent on: only its autograd node is needed from here on.
+            is_loss = comm.is_pp_last_stage and c == v - 1
+            outputs[c].append(output if is_loss else output_for_backward(output, config.deallocate_pipeline_outputs))
         return output
 
     def backward(unit: Unit):
@@ -151,8 +152,7 @@ def forward_backward_pipelining_with_interleaving(
             received, received_grad = comm.send_forward_backward_recv_forward_backward(
                 output if slot.send_next else None, input_tensor_grad if slot.send_prev else None,
                 slot.recv_prev is not None, slot.recv_next is not None, shape)
-            if slot.send_next and not forward_only:
-                deallocate_output_tensor(output, config.deallocate_pipeline_outputs)
+            output = None  # sent: the kept stand-in is all that should hold it
             if received is not None:
                 received_inputs[slot.recv_prev].append(received)
             if received_grad is not None:

@@ -44,16 +44,15 @@ from megatron.core.errors import ConfigError
 from megatron.core.pipeline_parallel.hooks import ScheduleHooks
 from megatron.core.pipeline_parallel.schedule_1f1b import forward_backward_pipelining_without_interleaving
 from megatron.core.pipeline_parallel.schedule_common import (
-    add_tokens, deallocate_output_tensor, finalize, get_tensor_shapes, new_token_count)
+    add_tokens, finalize, get_tensor_shapes, new_token_count, output_for_backward)
 from megatron.core.pipeline_parallel.schedule_interleaved import (
     check_interleaved_schedule, forward_backward_pipelining_with_interleaving)
 from megatron.core.pipeline_parallel.steps import backward_step, check_first_val_step, forward_step
 from megatron.core.utils import get_model_config, get_pg_size, no_effect, reject_unsupported
 
-__all__ = ["backward_step", "check_first_val_step", "check_interleaved_schedule", "deallocate_output_tensor",
-           "expected_bubble_fraction", "forward_backward_no_pipelining",
+__all__ = ["backward_step", "check_first_val_step", "check_interleaved_schedule", "expected_bubble_fraction", "forward_backward_no_pipelining",
            "forward_backward_pipelining_with_interleaving", "forward_backward_pipelining_without_interleaving",
-           "forward_step", "get_forward_backward_func", "get_tensor_shapes"]
+           "forward_step", "get_forward_backward_func", "get_tensor_shapes", "output_for_backward"]
 
 _PIPELINE_ONLY = "shapes and channels of activations sent between pipeline stages: nothing is sent without pipelining"
 
