@@ -25,7 +25,7 @@ from megatron.core.pipeline_parallel.interleaved_plan import Unit, forward_order
 from megatron.core.pipeline_parallel.schedules import (
     check_interleaved_schedule, expected_bubble_fraction, forward_backward_no_pipelining,
     forward_backward_pipelining_with_interleaving, forward_backward_pipelining_without_interleaving,
-    get_forward_backward_func)
+    get_forward_backward_func, get_schedule_table)
 from megatron.core.process_groups_config import ProcessGroupCollection
 from megatron.core.tensor_parallel.random import model_parallel_cuda_manual_seed, set_param_init_seed
 from megatron.core.transformer.transformer_config import TransformerConfig
@@ -344,6 +344,7 @@ def test_interleaved_plan_exchanges_meet_and_arrive_in_time():
     order = forward_order(5, 2, 3)
     assert [u.microbatch for u in order] == [0, 1, 2, 0, 1, 2, 3, 4, 3, 4]
     assert [u.chunk for u in order] == [0, 0, 0, 1, 1, 1, 0, 0, 1, 1]
+    assert get_schedule_table(5, 2, 3) == [(u.microbatch, u.chunk) for u in order]
     # A last group shorter than PP cannot keep the ring fed: the plan would need a tensor not yet sent.
     with pytest.raises((AssertionError, IndexError)):
         _simulate(4, 5, 2, 4)

@@ -18,7 +18,7 @@ tensors wait in a queue per chunk, in micro-batch order. When W_r exceeds v M th
 the last forward and the first backward compute nothing (the pipeline is too short to fill).
 """
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,13 @@ def forward_order(num_microbatches: int, num_chunks: int, group_size: int) -> Li
         end = num_microbatches if start + group_size >= num_microbatches else start + group_size
         order += [Unit(m, c) for c in range(num_chunks) for m in range(start, end)]
     return order
+
+
+def get_schedule_table(num_microbatches: int, num_model_chunks: int,
+                       microbatch_group_size_per_vp_stage: int) -> List[Tuple[int, int]]:
+    """Megatron Core's name for the forward order: [(microbatch_id, model_chunk_id), ...]."""
+    return [(u.microbatch, u.chunk)
+            for u in forward_order(num_microbatches, num_model_chunks, microbatch_group_size_per_vp_stage)]
 
 
 def backward_order(num_microbatches: int, num_chunks: int, group_size: int) -> List[Unit]:

@@ -42,6 +42,7 @@ from typing import Iterator, List, Optional, Union
 from megatron.core import parallel_state
 from megatron.core.errors import ConfigError
 from megatron.core.pipeline_parallel.hooks import ScheduleHooks
+from megatron.core.pipeline_parallel.interleaved_plan import get_schedule_table
 from megatron.core.pipeline_parallel.schedule_1f1b import forward_backward_pipelining_without_interleaving
 from megatron.core.pipeline_parallel.schedule_common import (
     add_tokens, finalize, get_tensor_shapes, new_token_count, output_for_backward)
@@ -52,7 +53,7 @@ from megatron.core.utils import get_model_config, get_pg_size, no_effect, reject
 
 __all__ = ["backward_step", "check_first_val_step", "check_interleaved_schedule", "expected_bubble_fraction", "forward_backward_no_pipelining",
            "forward_backward_pipelining_with_interleaving", "forward_backward_pipelining_without_interleaving",
-           "forward_step", "get_forward_backward_func", "get_tensor_shapes", "output_for_backward"]
+           "forward_step", "get_forward_backward_func", "get_schedule_table", "get_tensor_shapes", "output_for_backward"]
 
 _PIPELINE_ONLY = "shapes and channels of activations sent between pipeline stages: nothing is sent without pipelining"
 
