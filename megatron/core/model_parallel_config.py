@@ -7,7 +7,9 @@ import torch
 from megatron.core.config_fields import megatron_config
 from megatron.core.errors import ConfigError
 
-_PIPELINE_ONLY = "only used between pipeline stages (the p2p activations), and pipelining is not supported"
+_NOT_OVERLAPPED = ("the pipeline schedules wait for each exchange before computing on: overlapping it with "
+                   "compute would only change the speed (the interleaved schedule still refuses it together "
+                   "with batch_p2p_comm, as Megatron does)")
 _SAME_RESULT = "a kernel or overlap choice: the result is the same"
 
 
@@ -23,13 +25,18 @@ _SAME_RESULT = "a kernel or overlap choice: the result is the same"
                                   "(seed, parameter name) and this rank's shard kept, on any device",
         "deterministic_mode": "kernels come from torch: torch.use_deterministic_algorithms(True) makes them "
                               "deterministic (the driver's --deterministic-mode does)",
-        "pipeline_dtype": _PIPELINE_ONLY, "variable_seq_lengths": _PIPELINE_ONLY,
-        "overlap_p2p_comm": _PIPELINE_ONLY, "batch_p2p_comm": _PIPELINE_ONLY,
+        "overlap_p2p_comm": _NOT_OVERLAPPED,
         "async_tensor_model_parallel_allreduce": _SAME_RESULT, "tp_comm_overlap": _SAME_RESULT,
     })
 @dataclass
 class ModelParallelConfig:
     """Parallel layout and precision settings shared by every Megatron Core module.
+
+    Pipeline fields (read by megatron.core.pipeline_parallel): pipeline_dtype (what activations
+    travel as; params_dtype when None), batch_p2p_comm, variable_seq_lengths (refused: shapes are
+    fixed), deallocate_pipeline_outputs (free a stage output once sent),
+    microbatch_group_size_per_vp_stage (the interleaved schedule's micro-batch group; default the
+    pipeline size).
 
     The hook fields (grad_scale_func, finalize_model_grads_func, no_sync_func, grad_sync_func,
     param_sync_func) are read by the schedules only when they are not given ScheduleHooks.
@@ -60,6 +67,8 @@ class ModelParallelConfig:
     variable_seq_lengths: bool = False
     overlap_p2p_comm: bool = False
     batch_p2p_comm: bool = True
+    deallocate_pipeline_outputs: bool = False
+    microbatch_group_size_per_vp_stage: Optional[int] = None
     gradient_accumulation_fusion: bool = False
     async_tensor_model_parallel_allreduce: bool = False
     tp_comm_overlap: bool = False
@@ -72,3 +81,5 @@ class ModelParallelConfig:
                               f"(got {self.tensor_model_parallel_size})")
         if self.expert_tensor_parallel_size is None:
             self.expert_tensor_parallel_size = self.tensor_model_parallel_size
+        if self.microbatch_group_size_per_vp_stage is None:  # Megatron's default: the pipeline size
+            self.microbatch_group_size_per_vp_stage = self.pipeline_model_parallel_size

@@ -20,10 +20,14 @@ class ScheduleHooks:
         last backward; reduce gradients (finalize_model_grads). num_tokens is the step's token
         count with per-token losses, else None; the keywords are passed only when the schedule
         was given them.
-    no_sync() -> context manager: suspends gradient reduction for all but the last micro-batch.
-    grad_sync(params), param_sync(params): start a chunk's gradient reduction / parameter gather
-        early (overlap under pipeline parallelism; the no-pipelining schedule does not call them,
-        as in Megatron Core).
+    no_sync() -> context manager: suspends gradient reduction for all but the last micro-batch's
+        backward (under interleaving: all but each model chunk's last; one context for all chunks).
+    grad_sync(params): a chunk's last backward is done, its gradient reduction may start (the 1F1B
+        and interleaved schedules call it; the no-pipelining one does not, as in Megatron Core).
+    param_sync(params): a chunk's first forward is next (only the interleaved schedule calls it,
+        as in Megatron Core; never on a forward-only pass).
+    finalize_grads under pipeline parallelism: called on every stage with that stage's model
+        chunks; num_tokens is the stage's own count, which is 0 except on the last stage.
     """
 
     scale_loss: Optional[Callable[[torch.Tensor], torch.Tensor]] = None

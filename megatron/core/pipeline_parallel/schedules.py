@@ -27,79 +27,35 @@ micro-batch m have n_m loss tokens (``num_tokens``) and loss L_m as ``loss_func`
   divides the gradients by the same scale before clipping and stepping.
 * The reporting dicts are returned unchanged, one per micro-batch; reducing them for logging is
   the caller's job.
+* Under pipeline parallelism only the last stage (its last model chunk, when interleaved) applies
+  ``loss_func`` and returns the dicts ([] elsewhere); n_m and N_local are 0 on the other stages, so
+  the token count that finalize_grads receives is only meaningful on the last stage.
+
+Schedules: forward_backward_no_pipelining (one stage), forward_backward_pipelining_without_interleaving
+(1F1B, schedule_1f1b.py) and forward_backward_pipelining_with_interleaving (virtual stages,
+schedule_interleaved.py with interleaved_plan.py); get_forward_backward_func picks one, and
+expected_bubble_fraction says how idle a stage is under them.
 """
 import contextlib
 from typing import Iterator, List, Optional, Union
 
-import torch
-
-from megatron.core import device, parallel_state
+from megatron.core import parallel_state
+from megatron.core.errors import ConfigError
 from megatron.core.pipeline_parallel.hooks import ScheduleHooks
+from megatron.core.pipeline_parallel.interleaved_plan import get_schedule_table
+from megatron.core.pipeline_parallel.schedule_1f1b import forward_backward_pipelining_without_interleaving
+from megatron.core.pipeline_parallel.schedule_common import (
+    add_tokens, finalize, get_tensor_shapes, new_token_count, output_for_backward)
+from megatron.core.pipeline_parallel.schedule_interleaved import (
+    check_interleaved_schedule, forward_backward_pipelining_with_interleaving)
+from megatron.core.pipeline_parallel.steps import backward_step, check_first_val_step, forward_step
 from megatron.core.utils import get_model_config, get_pg_size, no_effect, reject_unsupported
 
+__all__ = ["backward_step", "check_first_val_step", "check_interleaved_schedule", "expected_bubble_fraction", "forward_backward_no_pipelining",
+           "forward_backward_pipelining_with_interleaving", "forward_backward_pipelining_without_interleaving",
+           "forward_step", "get_forward_backward_func", "get_schedule_table", "get_tensor_shapes", "output_for_backward"]
+
 _PIPELINE_ONLY = "shapes and channels of activations sent between pipeline stages: nothing is sent without pipelining"
-
-
-def _set_input_tensor(model, input_tensor):
-    target = model
-    while not hasattr(target, "set_input_tensor") and hasattr(target, "module"):
-        target = target.module
-    if hasattr(target, "set_input_tensor"):
-        target.set_input_tensor(input_tensor)
-
-
-def forward_step(forward_step_func, data_iterator, model, num_microbatches: int, input_tensor,
-                 forward_data_store: List, config, cp_group_size: Optional[int] = None,
-                 collect_non_loss_data: bool = False, checkpoint_activations_microbatch: Optional[bool] = None,
-                 is_first_microbatch: bool = False, current_microbatch: Optional[int] = None,
-                 vp_stage: Optional[int] = None, is_last_stage: Optional[bool] = None):
-    """Run one micro-batch forward; on the last stage apply the loss function (see the module
-    docstring for how the loss is normalised). Returns (output_tensor, num_tokens)."""
-    reject_unsupported("forward_step", checkpoint_activations_microbatch=checkpoint_activations_microbatch)
-    no_effect("only MoE routing statistics record the micro-batch index", current_microbatch)
-    if cp_group_size is None:
-        cp_group_size = parallel_state.get_context_parallel_world_size()
-    if is_last_stage is None:
-        is_last_stage = parallel_state.is_pipeline_last_stage(ignore_virtual=False, vp_stage=vp_stage)
-    if is_first_microbatch and hasattr(model, "set_is_first_microbatch"):
-        model.set_is_first_microbatch()
-    _set_input_tensor(model, input_tensor)
-    output_tensor, loss_func = forward_step_func(data_iterator, model)
-    num_tokens = torch.tensor(0, dtype=torch.int)
-    if is_last_stage:
-        if collect_non_loss_data:
-            forward_data_store.append(loss_func(output_tensor, non_loss_data=True))
-            return output_tensor, num_tokens
-        outputs = loss_func(output_tensor)
-        if len(outputs) == 3:
-            output_tensor, num_tokens, loss_reduced = outputs
-            if not config.calculate_per_token_loss:
-                output_tensor = output_tensor / num_tokens.clamp(min=1)
-                output_tensor = output_tensor / num_microbatches
-        elif len(outputs) == 2:
-            output_tensor, loss_reduced = outputs
-            output_tensor = output_tensor * cp_group_size / num_microbatches
-        else:
-            raise ValueError("loss_func must return (loss, num_tokens, dict) or (loss, dict), "
-                             f"got a tuple of {len(outputs)}")
-        forward_data_store.append(loss_reduced)
-    return output_tensor, num_tokens
-
-
-def backward_step(input_tensor, output_tensor, output_tensor_grad, model_type, config,
-                  hooks: Optional[ScheduleHooks] = None):
-    """Backward of one micro-batch; returns the gradient of ``input_tensor`` (None on the first stage).
-
-    On the last stage (``output_tensor_grad`` None) the loss is first scaled by ``hooks.scale_loss``.
-    """
-    no_effect("encoder-decoder models are not supported: one model type", model_type)
-    hooks = hooks if hooks is not None else ScheduleHooks.from_config(config)
-    if input_tensor is not None:
-        input_tensor.retain_grad()
-    if output_tensor_grad is None and hooks.scale_loss is not None:
-        output_tensor = hooks.scale_loss(output_tensor)
-    torch.autograd.backward(output_tensor, grad_tensors=output_tensor_grad)
-    return input_tensor.grad if input_tensor is not None else None
 
 
 def forward_backward_no_pipelining(*, forward_step_func, data_iterator: Union[Iterator, List[Iterator]],
@@ -126,19 +82,17 @@ def forward_backward_no_pipelining(*, forward_step_func, data_iterator: Union[It
     no_sync = hooks.no_sync or contextlib.nullcontext
     cp_size = get_pg_size(getattr(pg_collection, "cp", None)) if pg_collection is not None else None
     forward_data_store: List = []
-    total_num_tokens = torch.zeros((), dtype=torch.int, device=device.current_device())
+    total_num_tokens = new_token_count()
     if config.timers is not None:  # a Megatron-style caller's timers (the driver times the step itself)
         config.timers("forward-backward", log_level=1).start(barrier=config.barrier_with_L1_time)
 
     def one(i: int):
         nonlocal total_num_tokens
-        # Megatron's rule: on a forward-only pass, first_val_step says whether this step's first
-        # micro-batch counts as first (Transformer Engine refreshes cached fp8 weights then).
-        first = i == 0 and (bool(first_val_step) if first_val_step is not None and forward_only else True)
+        first = check_first_val_step(first_val_step, forward_only, i == 0)
         output_tensor, num_tokens = forward_step(
             forward_step_func, data_iterator, model, num_microbatches, None, forward_data_store, config,
             cp_size, collect_non_loss_data, is_first_microbatch=first, current_microbatch=i, is_last_stage=True)
-        total_num_tokens = total_num_tokens + torch.as_tensor(num_tokens, device=total_num_tokens.device).to(torch.int)
+        total_num_tokens = add_tokens(total_num_tokens, num_tokens)
         if not forward_only:
             backward_step(None, output_tensor, None, None, config, hooks)
 
@@ -146,23 +100,34 @@ def forward_backward_no_pipelining(*, forward_step_func, data_iterator: Union[It
         for i in range(num_microbatches - 1):
             one(i)
     one(num_microbatches - 1)
-    if not forward_only and hooks.finalize_grads is not None:
-        # The keyword arguments are passed only when set, so (model, num_tokens) callables keep working.
-        extra = {"pg_collection": pg_collection} if pg_collection is not None else {}
-        if force_all_reduce:
-            extra["force_all_reduce"] = force_all_reduce
-        hooks.finalize_grads([model], total_num_tokens if config.calculate_per_token_loss else None, **extra)
+    if not forward_only:
+        finalize(hooks, [model], total_num_tokens, config, pg_collection, force_all_reduce)
     if config.timers is not None:
         config.timers("forward-backward").stop()
     return forward_data_store
 
 
 def get_forward_backward_func(pp_size: Optional[int] = None, vp_size: Optional[int] = None):
-    """The schedule for this rank's pipeline layout (``pp_size``/``vp_size`` default to the global layout's)."""
+    """The schedule for a pipeline layout (``pp_size``/``vp_size`` default to the global layout's):
+    no pipelining for one stage, else the interleaved schedule when there are virtual stages
+    (``vp_size`` not None, as Megatron Core decides), else 1F1B."""
     pp = pp_size or parallel_state.get_pipeline_model_parallel_world_size()
     vp = vp_size if vp_size is not None else parallel_state.get_virtual_pipeline_model_parallel_world_size()
     if pp > 1:
-        kind = "interleaved (virtual stages %d)" % vp if vp else "1F1B"
-        raise NotImplementedError(f"pipeline parallelism (--pipeline-model-parallel-size {pp} > 1, {kind} "
-                                  "schedule) is not supported yet")
+        return (forward_backward_pipelining_with_interleaving if vp is not None
+                else forward_backward_pipelining_without_interleaving)
     return forward_backward_no_pipelining
+
+
+def expected_bubble_fraction(pp_size: int, num_microbatches: int, vp_size: Optional[int] = None) -> float:
+    """The share of a step each pipeline stage sits idle: (p - 1) / (v m + p - 1).
+
+    With p stages, m micro-batches and v virtual stages per rank (1 without interleaving), a stage
+    works v m forward+backward units of 1/v of its layers and waits for the pipeline to fill and
+    drain for (p - 1) such units (forward and backward equally long). 0 for p = 1.
+    """
+    v = vp_size or 1
+    if pp_size < 1 or num_microbatches < 1 or v < 1:
+        raise ConfigError(f"expected_bubble_fraction needs positive sizes, got pp_size={pp_size}, "
+                          f"num_microbatches={num_microbatches}, vp_size={vp_size}")
+    return (pp_size - 1) / (v * num_microbatches + pp_size - 1)
