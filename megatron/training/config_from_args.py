@@ -52,6 +52,9 @@ def core_transformer_config_from_args(args, config_class=TransformerConfig) -> T
         bf16=args.bf16,
         params_dtype=args.params_dtype,
         pipeline_dtype=args.params_dtype,
+        # Megatron's driver frees what a stage sent once the next stage has it.
+        deallocate_pipeline_outputs=True,
+        microbatch_group_size_per_vp_stage=args.microbatch_group_size_per_vp_stage,
         recompute_granularity=args.recompute_granularity,
         recompute_method=args.recompute_method,
         recompute_num_layers=args.recompute_num_layers,
