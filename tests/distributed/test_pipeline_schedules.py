@@ -351,7 +351,7 @@ def test_interleaved_plan_exchanges_meet_and_arrive_in_time():
 
 
 def test_interleaved_validity_rules_name_the_flags():
-    config = TransformerConfig(num_layers=4, hidden_size=8, num_attention_heads=2, pipeline_model_parallel_size=4,
+    config = TransformerConfig(num_layers=8, hidden_size=8, num_attention_heads=2, pipeline_model_parallel_size=4,
                                virtual_pipeline_model_parallel_size=2)
     assert config.microbatch_group_size_per_vp_stage == 4  # Megatron's default: the pipeline size
     for m, g in ((4, 4), (8, 4), (12, 4), (9, 5), (6, 6)):

@@ -13,7 +13,7 @@ import torch.distributed as dist
 
 from megatron.core.param_layout import ParamLayout, param_layouts
 from megatron.core.process_groups_config import ProcessGroupCollection, default_pg_collection
-from megatron.core.utils import get_pg_size, no_effect
+from megatron.core.utils import get_pg_size, no_effect, unwrap_model
 
 
 def _grad_of(param: torch.nn.Parameter) -> Optional[torch.Tensor]:
@@ -60,12 +60,6 @@ def _allreduce_partial_tp_grads(model: List[torch.nn.Module], pg_collection: Pro
             offset += g.numel()
 
 
-def _innermost(chunk: torch.nn.Module) -> torch.nn.Module:
-    while isinstance(getattr(chunk, "module", None), torch.nn.Module):
-        chunk = chunk.module
-    return chunk
-
-
 def _allreduce_tied_embedding_grads(model: List[torch.nn.Module], pg_collection: ProcessGroupCollection) -> None:
     """Under pipeline parallelism a tied word embedding lives twice: as the input embedding of the
     first stage and as the output layer of the last. Summing their gradients over the embedding
@@ -75,7 +69,7 @@ def _allreduce_tied_embedding_grads(model: List[torch.nn.Module], pg_collection:
         return
     holders = {id(c): c for c in (model[0], model[-1])}.values()
     for chunk in holders:
-        inner = _innermost(chunk)
+        inner = unwrap_model(chunk)
         if not getattr(inner, "share_embeddings_and_output_weights", False):
             continue
         if not (getattr(inner, "pre_process", False) or getattr(inner, "post_process", False)):
