@@ -4,7 +4,8 @@ For GPT-2 style (tied embeddings, learned positions, LayerNorm) and Llama style 
 SwiGLU, GQA, RMSNorm): the losses and printed grad norms of the first 5 iterations and every
 gradient after step 1 (gathered by global parameter name over stages and tensor-parallel shards)
 equal the single-process model's within 1e-5 relative, in fp32 with clipping active, on PP=2 and
-PP=4, interleaved, uneven first/last stages, PP x DP and TP=2 x PP=2 with sequence parallelism.
+PP=4, interleaved, uneven first/last stages, PP x DP and TP=2 x PP=2 with sequence parallelism; so
+do the validation losses (forward-only schedules).
 Dropping the embedding-group all-reduce makes the check fail; a PP run resumes exactly.
 """
 import os
@@ -24,7 +25,7 @@ ITERS = 5
 BASE = ("--num-layers 8 --hidden-size 32 --num-attention-heads 4 --seq-length 16 --max-position-embeddings 16 "
         "--micro-batch-size 1 --global-batch-size 8 --lr 3e-3 --lr-warmup-iters 1 --lr-decay-style cosine "
         f"--train-iters {ITERS} --log-interval 1 --mock-data --vocab-size 4999 --make-vocab-size-divisible-by 8 "
-        "--hidden-dropout 0 --attention-dropout 0 --eval-iters 0 --seed 1234 --clip-grad 0.2 --adam-eps 1e-4 "
+        "--hidden-dropout 0 --attention-dropout 0 --eval-iters 1 --eval-interval 5 --seed 1234 --clip-grad 0.2 --adam-eps 1e-4 "
         "--num-workers 0").split()
 VARIANTS = {
     "gpt2": [],
@@ -113,6 +114,11 @@ def _mismatches(got_records, ref_record, tol=1e-5):
     norms, ref_norms = _printed(last["stdout"], "grad norm"), _printed(ref_record["stdout"], "grad norm")
     if len(norms) != ITERS or np.abs(np.asarray(norms) - np.asarray(ref_norms)).max() > 2e-3:
         problems.append(f"printed grad norms {norms} vs {ref_norms}")
+    evaluated = re.findall(r"lm loss value: ([-+0-9.Ee]+)", last["stdout"])
+    ref_evaluated = re.findall(r"lm loss value: ([-+0-9.Ee]+)", ref_record["stdout"])
+    if not evaluated or len(evaluated) != len(ref_evaluated) or \
+            _rel([float(v) for v in evaluated], [float(v) for v in ref_evaluated]) > tol:
+        problems.append(f"validation losses {evaluated} vs {ref_evaluated}")
     reference = {name: grad for (name, _), grad in _full_grads([ref_record["grads"]]).items()}
     got = _full_grads([r["grads"] for r in got_records])
     if {name for name, _ in got} != set(reference):
