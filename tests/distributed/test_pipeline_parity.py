@@ -36,7 +36,10 @@ VARIANTS = {
 LAYOUTS = {
     2: {"pp2": "--pipeline-model-parallel-size 2",
         "pp2-interleaved": "--pipeline-model-parallel-size 2 --num-virtual-stages-per-pipeline-rank 2",
-        "pp2-uneven": "--pipeline-model-parallel-size 2 --decoder-first-pipeline-num-layers 3"},
+        "pp2-uneven": "--pipeline-model-parallel-size 2 --decoder-first-pipeline-num-layers 3",
+        # Mock micro-batches have equal token counts, so the per-token mean equals the mean of
+        # means: the same gradients, if every stage divides by the token count of the last.
+        "pp2-per-token": "--pipeline-model-parallel-size 2 --calculate-per-token-loss"},
     4: {"pp4": "--pipeline-model-parallel-size 4",
         "pp4-interleaved": "--pipeline-model-parallel-size 4 --num-layers-per-virtual-pipeline-stage 1",
         "pp4-uneven": "--pipeline-model-parallel-size 4 --decoder-first-pipeline-num-layers 1 "
