@@ -79,7 +79,7 @@ def memory_report_lines(model, optimizer, args) -> List[str]:
     elif args.recompute_granularity == "selective":
         recompute += f" {','.join(args.recompute_modules or [])}"
     options = (f"recompute: {recompute}, distributed optimizer: "
-               f"{'on' if getattr(args, 'use_distributed_optimizer', False) else 'off'}")
+               f"{'on' if args.use_distributed_optimizer else 'off'}")
     return [f"[Rank {rank}] (after the first iteration) memory breakdown (MB) | " + " | ".join(parts) + f" | {options}"]
 
 
