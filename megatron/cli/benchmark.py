@@ -62,6 +62,7 @@ def run_shape(name: str, warmup: int, steps: int, overrides):
     from megatron.core.pipeline_parallel.schedules import expected_bubble_fraction
     from megatron.training.data_iterators import build_train_valid_test_data_iterators
     from megatron.training.initialize import destroy_megatron, initialize_megatron
+    from megatron.training.memory_report import print_memory_report
     from megatron.training.model_setup import setup_model_and_optimizer
     from megatron.training.throughput import count_params_for_mfu, palm_flops_per_token, sum_count_over_group
     from megatron.training.train_state import TrainState
@@ -88,6 +89,8 @@ def run_shape(name: str, warmup: int, steps: int, overrides):
             for i in range(warmup):
                 state.iteration = i
                 train_step(pretrain_gpt.forward_step, train_it, model, optimizer, scheduler, config, state)
+                if i == 0:
+                    print_memory_report(model, optimizer, args)  # on stderr, with the other logs
             device.synchronize()
             events = [torch.cuda.Event(enable_timing=True) for _ in range(steps + 1)] if device.on_cuda() else None
             start = time.perf_counter()

@@ -35,6 +35,7 @@ from megatron.training.evaluation import evaluate_and_print_results
 from megatron.training.global_vars import get_args, get_signal_handler, get_tensorboard_writer, get_timers
 from megatron.training.initialize import initialize_megatron
 from megatron.training.loss_reduction import reduce_losses  # noqa: F401  (Megatron's import path)
+from megatron.training.memory_report import print_memory_report
 from megatron.training.model_setup import get_model, setup_model_and_optimizer  # noqa: F401
 from megatron.training.profiling import Profiler
 from megatron.training.progress_log import TrainingReporter, calc_params_l2_norm
@@ -190,6 +191,7 @@ def train(forward_step_func, model, optimizer, opt_param_scheduler, train_data_i
     if schedule_line:
         print_rank_last(schedule_line)
     reporter.interval_start = time.time()
+    memory_report_after = state.iteration + 1
     while state.iteration < args.train_iters:
         profiler.step_start(state.iteration)
         update_num_microbatches(state.consumed_train_samples, consistency_check=True)
@@ -206,6 +208,8 @@ def train(forward_step_func, model, optimizer, opt_param_scheduler, train_data_i
         params_norm = calc_params_l2_norm(model) if args.log_params_norm else None
         loss_scale = float(optimizer.get_loss_scale())
         reporter.record(losses, skipped, nan)
+        if iteration == memory_report_after:
+            print_memory_report(model, optimizer, args)
         timing = None
         if iteration % args.log_interval == 0:
             timing = reporter.report(state, optimizer, loss_scale, grad_norm, num_zeros, params_norm)

@@ -250,6 +250,10 @@ def _multi_rank_runs(rank, world_size, corpus, workdir):
                               "--distributed-timeout-minutes", "5", "--distributed-backend", "gloo",
                               "--pipeline-model-parallel-size", "1", "--context-parallel-size", "1",
                               "--expert-model-parallel-size", "1", "--local-rank", str(rank)])["loss"]
+    distributed = run_flags(base + ["--tensor-model-parallel-size", "2", "--recompute-granularity", "full",
+                                    "--recompute-method", "uniform", "--recompute-num-layers", "1",
+                                    "--distribute-saved-activations"])
+    out["tp2_distribute_saved"] = {"loss": distributed["loss"], "stdout": distributed["stdout"]}
     save = os.path.join(workdir, "signal")
     hook = sigterm_at(2) if rank == 0 else None  # only rank 0 is told to stop
     signalled = run_flags(with_flags(base, train_iters=6) + ["--exit-signal-handler", "--save", save, "--save-interval", "100"],
@@ -272,5 +276,12 @@ def test_flags_that_need_several_ranks(corpus, tmp_path):
     assert near(last["average_in_collective"], last["dp"]["loss"], 1e-6)
     # Tensor parallelism (with sequence parallelism) computes the data-parallel run's numbers.
     assert near(last["tp2"], last["dp"]["loss"], 1e-5), (last["tp2"], last["dp"]["loss"])
+    # Full recompute keeping 1/TP of each saved input (tests/distributed/test_recompute.py measures
+    # the split) still computes the same numbers; the memory breakdown says which recompute ran.
+    assert near(last["tp2_distribute_saved"]["loss"], last["dp"]["loss"], 1e-5)
+    for rank in ranks:
+        breakdown = [line for line in rank["tp2_distribute_saved"]["stdout"].splitlines()
+                     if "memory breakdown (MB)" in line]
+        assert len(breakdown) == 1 and "recompute: full uniform 1" in breakdown[0], breakdown
     for rank in ranks:
         assert rank["signal"] == {"steps": 2, "exit_code": 0, "tracker": "2"}

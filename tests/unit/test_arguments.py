@@ -146,6 +146,9 @@ def test_bad_choice_and_bad_type_name_the_flag():
 
 @pytest.mark.parametrize("argv, equivalent", [
     (["--deepspeed"], "--use-distributed-optimizer"),
+    (["--deepspeed"], "--recompute-activations"),
+    (["--zero-stage", "1"], "--recompute-granularity full"),
+    (["--partition-activations"], "--distribute-saved-activations"),
     (["--deepspeed_config", "ds.json"], "--micro-batch-size"),
     (["--zero-stage", "2"], "--use-distributed-optimizer"),
     (["--zero-stage=3"], "--use-distributed-optimizer"),
@@ -273,6 +276,14 @@ def test_deprecated_aliases_map_and_warn():
     (["--seq-length", "64"], 1, "--seq-length 64 is longer than --max-position-embeddings 32"),
     (["--lr-decay-style", "WSD"], 1, "--lr-decay-style WSD needs --lr-wsd-decay-iters"),
     (["--recompute-granularity", "full"], 1, "needs --recompute-method"),
+    (["--distribute-saved-activations", "--recompute-granularity", "full", "--recompute-method", "uniform",
+      "--recompute-num-layers", "1"], 1, "--distribute-saved-activations splits saved inputs across "
+     "tensor-parallel ranks: it needs --tensor-model-parallel-size > 1"),
+    (["--distribute-saved-activations", "--tensor-model-parallel-size", "2", "--recompute-activations"], 2,
+     "--distribute-saved-activations applies to full recompute only"),
+    (["--distribute-saved-activations", "--tensor-model-parallel-size", "2", "--sequence-parallel",
+      "--recompute-granularity", "full", "--recompute-method", "block", "--recompute-num-layers", "1"], 2,
+     "--distribute-saved-activations cannot be used with --sequence-parallel"),
     (["--swiglu", "--squared-relu"], 1, "--squared-relu and --swiglu"),
     (["--save", "/tmp/x", "--save-retain-interval", "2"], 1, "--save-retain-interval needs --save-interval"),
     (["--min-lr", "0.1"], 1, "--min-lr 0.1 is above --lr 0.001"),

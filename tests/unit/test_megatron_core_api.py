@@ -166,3 +166,11 @@ def test_schedule_hooks_and_the_config_fallback():
     model, _ = _schedule_run(ScheduleHooks(finalize_grads=lambda chunks, n: got.append(int(n))),
                              config=_config(calculate_per_token_loss=True))
     assert float(model.w.grad) == pytest.approx(4 * 1 + 4 * 2) and got == [8]
+
+
+def test_distribute_saved_activations_is_refused_with_sequence_parallel():
+    shape = dict(num_layers=2, hidden_size=32, num_attention_heads=4, tensor_model_parallel_size=2,
+                 recompute_granularity="full", recompute_method="uniform", recompute_num_layers=1)
+    TransformerConfig(**shape, distribute_saved_activations=True)  # accepted without sequence parallelism
+    with pytest.raises(ValueError, match="distribute_saved_activations must be False with sequence_parallel"):
+        TransformerConfig(**shape, distribute_saved_activations=True, sequence_parallel=True)

@@ -44,8 +44,6 @@ ALLOWED = {
         "a constant calculator: nothing to report",
     "optimizer/grad_scaler.py::ConstantGradScaler.update(found_inf)": "--loss-scale is constant by definition",
     "optimizer/grad_scaler.py::ConstantGradScaler.load_state_dict(state_dict)": "a constant scale has no state",
-    "tensor_parallel/random.py::CheckpointFunction.forward(distribute_saved_activations)":
-        "autograd.Function.forward's fixed argument list; checkpoint() rejects the unsupported value",
     "timers.py::DummyTimer.start(barrier)": "the null timer of an unlogged level does nothing by design",
     "timers.py::DummyTimer.stop(barrier)": "the null timer of an unlogged level does nothing by design",
     "timers.py::DummyTimer.elapsed(reset)": "the null timer of an unlogged level does nothing by design",

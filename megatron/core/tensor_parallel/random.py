@@ -14,7 +14,7 @@ from typing import Dict, Optional
 import torch
 
 from megatron.core import device, parallel_state
-from megatron.core.utils import no_effect, reject_unsupported
+from megatron.core.utils import no_effect
 
 _MODEL_PARALLEL_RNG_TRACKER_NAME = "model-parallel-rng"
 _EXPERT_PARALLEL_RNG_TRACKER_NAME = "expert-parallel-rng"
@@ -153,6 +153,11 @@ class CheckpointFunction(torch.autograd.Function):
 
     The CPU, device and tracked RNG states are saved at forward and restored for the recomputation,
     so dropout masks in the recomputed pass equal those of the original pass.
+
+    ``distribute_saved_activations``: False keeps the whole inputs; True (or a tensor-parallel
+    process group, True meaning the global layout's) keeps only this rank's 1/TP slice of the first
+    input (the hidden states, identical on every TP rank when sequence parallelism is off) and
+    all-gathers it back before recomputing.
     """
 
     @staticmethod
@@ -163,6 +168,7 @@ class CheckpointFunction(torch.autograd.Function):
         ctx.tracker_states = get_cuda_rng_tracker().get_states()
         with torch.no_grad():
             outputs = run_function(*args)
+        ctx.distribute_group = _distribute_group(distribute_saved_activations)
         ctx.tensor_indices, tensors, ctx.other_args = [], [], []
         for i, arg in enumerate(args):
             if torch.is_tensor(arg):
@@ -171,13 +177,27 @@ class CheckpointFunction(torch.autograd.Function):
                 ctx.other_args.append(None)
             else:
                 ctx.other_args.append(arg)
+        if ctx.distribute_group is not None and ctx.tensor_indices[:1] == [0]:
+            # A copy of this rank's slice, so the full input is freed once its other users are done.
+            ctx.first_shape, ctx.first_requires_grad = args[0].shape, args[0].requires_grad
+            tensors[0] = _own_slice(args[0].detach(), ctx.distribute_group)
+        else:
+            ctx.distribute_group = None
         ctx.save_for_backward(*tensors)
         return outputs
 
     @staticmethod
     def backward(ctx, *grad_outputs):
         args = list(ctx.other_args)
-        for i, tensor in zip(ctx.tensor_indices, ctx.saved_tensors):
+        saved = list(ctx.saved_tensors)
+        if ctx.distribute_group is not None:
+            from megatron.core.tensor_parallel.utils import gather_split_1d_tensor
+            full = gather_split_1d_tensor(saved[0], tp_group=ctx.distribute_group)
+            numel = 1
+            for n in ctx.first_shape:
+                numel *= n
+            saved[0] = full[:numel].view(ctx.first_shape).requires_grad_(ctx.first_requires_grad)
+        for i, tensor in zip(ctx.tensor_indices, saved):
             args[i] = tensor.detach().requires_grad_(tensor.requires_grad)
         saved_cpu, saved_device = torch.get_rng_state(), _get_device_rng_state()
         saved_tracker = get_cuda_rng_tracker().get_states()
@@ -199,8 +219,29 @@ class CheckpointFunction(torch.autograd.Function):
         return (None, None) + grads
 
 
+def _distribute_group(distribute_saved_activations):
+    """The group the saved input is split over, or None when it is kept whole."""
+    if distribute_saved_activations is None or distribute_saved_activations is False:
+        return None
+    if distribute_saved_activations is True:
+        return parallel_state.get_tensor_model_parallel_group()
+    return distribute_saved_activations
+
+
+def _own_slice(tensor: torch.Tensor, group) -> torch.Tensor:
+    """This rank's 1/size slice of ``tensor`` flattened, zero-padded so every rank's slice is equal."""
+    from megatron.core.tensor_parallel.utils import split_tensor_into_1d_equal_chunks
+    size = torch.distributed.get_world_size(group)
+    flat = tensor.reshape(-1)
+    pad = -flat.numel() % size
+    if pad:
+        flat = torch.cat([flat, flat.new_zeros(pad)])
+    return split_tensor_into_1d_equal_chunks(flat, new_buffer=True, tp_group=group)
+
+
 def checkpoint(function, distribute_saved_activations: bool, *args):
-    """Megatron's activation checkpoint: recompute ``function(*args)`` during backward."""
-    reject_unsupported("checkpoint", {"distribute_saved_activations": False},
-                       distribute_saved_activations=bool(distribute_saved_activations))
+    """Megatron's activation checkpoint: recompute ``function(*args)`` during backward.
+
+    ``distribute_saved_activations``: keep only this rank's 1/TP slice of ``args[0]`` (see
+    CheckpointFunction); a process group may be given instead of True to split over that group."""
     return CheckpointFunction.apply(function, distribute_saved_activations, *args)

@@ -57,19 +57,19 @@ class TransformerBlock(MegatronModule):
         if cfg.recompute_granularity != "full" or not self.training:
             return self._layer_fn(0, n)(hidden_states, attention_mask, rotary_pos_emb)
         chunk = cfg.recompute_num_layers or 1
+        # The saved input of each recomputed chunk split over this block's own TP group.
+        distribute = self.pg_collection.group("tp") if cfg.distribute_saved_activations else False
         if cfg.recompute_method == "uniform":
             # Keep only the input of every group of `chunk` layers; recompute the group in backward.
             for start in range(0, n, chunk):
                 hidden_states = checkpoint(self._layer_fn(start, min(start + chunk, n)),
-                                           cfg.distribute_saved_activations, hidden_states, attention_mask,
-                                           rotary_pos_emb)
+                                           distribute, hidden_states, attention_mask, rotary_pos_emb)
             return hidden_states
         # "block": recompute the first `chunk` layers of this stage one by one, keep the rest.
         for i in range(n):
             fn = self._layer_fn(i, i + 1)
             if i < chunk:
-                hidden_states = checkpoint(fn, cfg.distribute_saved_activations, hidden_states,
-                                           attention_mask, rotary_pos_emb)
+                hidden_states = checkpoint(fn, distribute, hidden_states, attention_mask, rotary_pos_emb)
             else:
                 hidden_states = fn(hidden_states, attention_mask, rotary_pos_emb)
         return hidden_states

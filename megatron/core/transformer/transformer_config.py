@@ -37,7 +37,6 @@ def xavier_uniform_init(tensor):
         "window_size": "sliding-window attention is not supported yet",
         "multi_latent_attention": "multi-latent attention is not supported yet",
         "init_model_with_meta_device": "meta-device initialisation is not supported yet",
-        "distribute_saved_activations": "splitting recomputation inputs across TP ranks is not supported yet",
     },
     no_effect={
         "test_mode": "megatron-core's internal test switch",
@@ -131,6 +130,9 @@ class TransformerConfig(ModelParallelConfig):
             fail(f"recompute_granularity must be None, 'full' or 'selective', got {self.recompute_granularity!r}")
         if self.recompute_granularity == "full" and self.recompute_method not in ("uniform", "block"):
             fail("recompute_granularity 'full' needs recompute_method 'uniform' or 'block'")
+        if self.distribute_saved_activations and self.sequence_parallel:
+            fail("distribute_saved_activations must be False with sequence_parallel: the saved inputs are "
+                 "already split across tensor-parallel ranks")
         if self.recompute_granularity == "selective" and self.recompute_modules is None:
             self.recompute_modules = ["core_attn"]
         if self.init_method is None:

@@ -6,8 +6,9 @@ the equivalent is, not with a bare "unrecognized argument".
 """
 
 _DEEPSPEED = "DeepSpeed is not used here"
-_ZERO = (f"{_DEEPSPEED}; ZeRO-1 style sharding of optimizer state over data-parallel ranks is "
-         "--use-distributed-optimizer")
+_ZERO = (f"{_DEEPSPEED}; ZeRO-1 (optimizer state sharded over data-parallel ranks) is "
+         "--use-distributed-optimizer; for more memory savings add activation recompute "
+         "(--recompute-activations, or --recompute-granularity full --recompute-method uniform)")
 _CPU_OFFLOAD = ("optimizer CPU offload is not available; use --use-distributed-optimizer to shard "
                 "optimizer state over data-parallel ranks, or a smaller --micro-batch-size with "
                 "--recompute-activations to save memory")
@@ -19,7 +20,9 @@ _DS_RECOMPUTE = (f"{_DEEPSPEED}; use --recompute-activations (selective) or "
 FOREIGN_FLAGS = {
     # Megatron-DeepSpeed
     "--deepspeed": f"{_DEEPSPEED}: remove the flag; data parallelism is built in "
-                   "(launch with torchrun) and --use-distributed-optimizer shards optimizer state",
+                   "(launch with torchrun), --use-distributed-optimizer shards optimizer state "
+                   "(ZeRO-1) and --recompute-activations / --recompute-granularity full checkpoint "
+                   "activations",
     "--deepspeed-config": f"{_DEEPSPEED}: put the batch sizes, precision and optimizer settings "
                           "on the command line (--micro-batch-size, --global-batch-size, --bf16, "
                           "--lr, ...) or in a --config FILE.yaml of Megatron flag names",
@@ -39,9 +42,10 @@ FOREIGN_FLAGS = {
     "--cpu-torch-adam": _CPU_OFFLOAD,
     "--use-checkpoint-activations": _DS_RECOMPUTE,
     "--deepspeed-activation-checkpointing": _DS_RECOMPUTE,
-    "--partition-activations": f"{_DEEPSPEED}; sharding saved activations over tensor-parallel "
-                               "ranks (--distribute-saved-activations) is not supported yet; use "
-                               "--sequence-parallel with --tensor-model-parallel-size > 1",
+    "--partition-activations": f"{_DEEPSPEED}; sharding the saved inputs of recomputed layers "
+                               "over tensor-parallel ranks is --distribute-saved-activations "
+                               "(with --recompute-granularity full, TP > 1, no "
+                               "--sequence-parallel)",
     "--contigious-checkpointing": _DS_RECOMPUTE,
     "--checkpoint-in-cpu": _CPU_OFFLOAD,
     "--synchronize-each-layer": f"{_DEEPSPEED}: remove the flag",

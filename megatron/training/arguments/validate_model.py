@@ -144,3 +144,19 @@ def check_recompute(args, notes):
                      "--recompute-granularity given")
     if args.recompute_modules is None:
         args.recompute_modules = ["core_attn"]
+    if args.distribute_saved_activations:
+        check_distribute_saved_activations(args)
+
+
+def check_distribute_saved_activations(args):
+    """Megatron's rules: the input saved for a fully recomputed chunk is split over TP ranks, so it
+    needs full recompute and TP > 1; under sequence parallelism that input is already split."""
+    if args.tensor_model_parallel_size <= 1:
+        raise ConfigError("--distribute-saved-activations splits saved inputs across tensor-parallel "
+                          "ranks: it needs --tensor-model-parallel-size > 1")
+    if args.recompute_granularity != "full":
+        raise ConfigError("--distribute-saved-activations applies to full recompute only: add "
+                          "--recompute-granularity full --recompute-method uniform|block")
+    if args.sequence_parallel:
+        raise ConfigError("--distribute-saved-activations cannot be used with --sequence-parallel: "
+                          "the saved inputs are already split across tensor-parallel ranks; drop one")

@@ -36,8 +36,9 @@ group.negation("--no-check-for-nan-in-loss-and-grad", dest="check_for_nan_in_los
 group.switch("--check-for-spiky-loss", state=UNSUPPORTED, help="Check for loss spikes.")
 group.switch("--check-for-large-grads", state=UNSUPPORTED,
              help="Check for unexpectedly large gradients.")
-group.switch("--distribute-saved-activations", state=UNSUPPORTED,
-             help="Shard recomputed layers' saved inputs across tensor-parallel ranks.")
+group.switch("--distribute-saved-activations",
+             help="Keep 1/TP of each recomputed chunk's saved input per tensor-parallel rank "
+                  "(full recompute, TP > 1, no sequence parallelism).")
 group.value("--recompute-method", choices=("uniform", "block"),
             help="uniform: recompute every chunk of --recompute-num-layers layers; block: "
                  "recompute only the first --recompute-num-layers layers.")
