@@ -2,7 +2,7 @@
 
 Through the real pretrain() driver, with a small --ddp-bucket-size (many buckets): on DP=2, DP=4,
 DP=2 x TP=2 and DP=2 x PP=2 the losses of 5 iterations and the parameters after 3 steps equal the
-single-process run's within 1e-5 relative (fp32). Observed from the collectives themselves
+single-process run's within 1e-5 relative (fp32), and so do the grad norms. Observed from the collectives themselves
 (torch.distributed.all_reduce wrapped, and torch.autograd.backward wrapped to mark where each
 backward ends): with overlap the first bucket's all-reduce starts before the last backward of the
 step ends, without it after; under no_sync with 4 micro-batches a step launches one all-reduce per
@@ -57,7 +57,7 @@ def _params_after_step_3(store):
 def _train(argv):
     params = {}
     record = run_pretrain(argv, _params_after_step_3(params))
-    return {"loss": record["loss"], "params": params}
+    return {"loss": record["loss"], "grad_norm": record["grad_norm"], "params": params}
 
 
 def _parity_runs(rank, world_size, layouts):
@@ -85,6 +85,9 @@ def test_bucketed_reduction_matches_the_single_process_run(reference, world_size
     for key in per_rank[0]:
         losses = per_rank[-1][key]["loss"]  # the last rank is on the last pipeline stage
         assert len(losses) == ITERS and _rel(losses, reference["loss"]) <= 1e-5, (key, losses, reference["loss"])
+        # Adam and clipping hide a gradient scale: the grad norm (before clipping) shows it.
+        norms = per_rank[-1][key]["grad_norm"]
+        assert _rel(norms, reference["grad_norm"]) <= 1e-5, (key, norms, reference["grad_norm"])
         params = {name: p for records in per_rank for name, p in records[key]["params"].items()}
         assert set(params) == set(reference["params"]), key
         for name, value in params.items():
