@@ -1,7 +1,7 @@
 """Bucketed data-parallel gradient reduction, with and without --overlap-grad-reduce.
 
 Through the real pretrain() driver, with a small --ddp-bucket-size (many buckets): on DP=2, DP=4,
-DP=2 x TP=2 and DP=2 x PP=2 the losses of 5 iterations and the parameters after 3 steps equal the
+DP=2 x TP=2 and DP=2 x PP=2 (also interleaved) the losses of 5 iterations and the parameters after 3 steps equal the
 single-process run's within 1e-5 relative (fp32), and so do the grad norms. Observed from the collectives themselves
 (torch.distributed.all_reduce wrapped, and torch.autograd.backward wrapped to mark where each
 backward ends): with overlap the first bucket's all-reduce starts before the last backward of the
@@ -17,18 +17,20 @@ from tests.harness import run_distributed
 from tests.pretrain_runner import run_pretrain
 
 ITERS = 5
-BASE = ("--num-layers 2 --hidden-size 32 --num-attention-heads 4 --seq-length 16 --max-position-embeddings 16 "
+BASE = ("--num-layers 4 --hidden-size 32 --num-attention-heads 4 --seq-length 16 --max-position-embeddings 16 "
         "--micro-batch-size 1 --global-batch-size 8 --lr 3e-3 --lr-warmup-iters 1 --lr-decay-style cosine "
         f"--train-iters {ITERS} --log-interval 1 --mock-data --vocab-size 4999 --make-vocab-size-divisible-by 8 "
         "--hidden-dropout 0 --attention-dropout 0 --eval-iters 0 --seed 1234 --clip-grad 0.5 --adam-eps 1e-4 "
         "--num-workers 0 --accumulate-allreduce-grads-in-fp32").split()
-# The two layers (about 25k parameters) cut into buckets of 3000 elements, plus the embedding's own.
+# The four layers (about 50k parameters) cut into buckets of 3000 elements, plus the embedding's own.
 SMALL_BUCKETS = ["--ddp-bucket-size", "3000"]
 OVERLAP = ["--overlap-grad-reduce"]
 LAYOUTS = {
     2: {"dp2": []},
     4: {"dp4": [], "dp2-tp2": ["--tensor-model-parallel-size", "2"],
-        "dp2-pp2": ["--pipeline-model-parallel-size", "2"]},
+        "dp2-pp2": ["--pipeline-model-parallel-size", "2"],
+        # Two model chunks per rank, each its own DDP, reducing after its own last backward.
+        "dp2-pp2-interleaved": ["--pipeline-model-parallel-size", "2", "--num-virtual-stages-per-pipeline-rank", "2"]},
 }
 
 
