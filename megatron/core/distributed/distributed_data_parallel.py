@@ -16,6 +16,7 @@ left (parameters that got no gradient) and waits. Without it, every bucket is re
 """
 import contextlib
 import functools
+import weakref
 from typing import Dict, List, Tuple
 
 import torch
@@ -28,6 +29,13 @@ from megatron.core.param_layout import param_layouts
 from megatron.core.process_groups_config import default_pg_collection
 from megatron.core.transformer.module import MegatronModule
 from megatron.core.utils import get_pg_size, get_pg_src_rank, no_effect
+
+
+def _grad_ready_hook(ddp_ref, param: torch.nn.Parameter) -> None:
+    ddp = ddp_ref()
+    if ddp is None:  # the wrapper is gone: nothing accumulates into its buffers any more
+        return
+    ddp._on_grad_ready(param)
 
 
 class DistributedDataParallel(MegatronModule):
@@ -57,10 +65,14 @@ class DistributedDataParallel(MegatronModule):
         self._buffer_of = {id(p): buffer for buffer in self.buffers for bucket in buffer.buckets
                            for p in bucket.params}
         self._names = {id(p): name for name, p in module.named_parameters()}
+        # The hooks reach this wrapper through a weak reference: a bound method would make a cycle
+        # parameter -> hook -> wrapper -> module -> parameter, which is only collected at interpreter
+        # exit, and tearing tensors down there can abort the process.
+        hook = functools.partial(_grad_ready_hook, weakref.ref(self))
         for buffer in self.buffers:
             for bucket in buffer.buckets:
                 for param in bucket.params:
-                    param.register_post_accumulate_grad_hook(self._on_grad_ready)
+                    param.register_post_accumulate_grad_hook(hook)
         # Each rank's gradient is a mean over its own micro-batches: average over data-parallel ranks,
         # unless the loss is a per-token sum (then the optimizer divides by the global token count).
         self.per_token_loss = ddp_config.calculate_per_token_loss or config.calculate_per_token_loss
