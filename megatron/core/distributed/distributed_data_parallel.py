@@ -1,50 +1,47 @@
-"""Data parallelism: gradients accumulate into one contiguous buffer per (dtype, group), then one all-reduce.
+"""Data parallelism: gradients accumulate into bucketed buffers (param_and_grad_buffer.py), one
+buffer per (gradient dtype, reduce group); each bucket is all-reduced on its own.
 
 Each parameter's ``main_grad`` is a view into a buffer. After autograd has finished a parameter's
 gradient for the micro-batch, a hook adds it to ``main_grad`` and frees ``.grad``, so gradient
-accumulation over micro-batches happens in the buffer (fp32 under bf16, as Megatron does).
+accumulation over micro-batches happens in the buffer (fp32 under --accumulate-allreduce-grads-in-fp32).
 
 Which group reduces a gradient is its ParamLayout's ``grad_reduce_group`` (a ProcessGroupCollection
-field: "dp_cp" for dense parameters, "expt_dp" for experts), so buffers are keyed by
-(gradient dtype, group name).
+field: "dp_cp" for dense parameters, "expt_dp" for experts).
+
+With ``overlap_grad_reduce``, the hook also marks the parameter ready once its gradient is final for
+the step (outside ``no_sync``, i.e. in the last micro-batch), and a bucket whose parameters are all
+ready is all-reduced asynchronously while backward goes on; ``finish_grad_sync`` launches what is
+left (parameters that got no gradient) and waits. Without it, every bucket is reduced in
+``finish_grad_sync``.
 """
 import contextlib
+import functools
+import weakref
 from typing import Dict, List, Tuple
 
 import torch
 import torch.distributed as dist
 
 from megatron.core.distributed.distributed_data_parallel_config import DistributedDataParallelConfig
+from megatron.core.distributed.param_and_grad_buffer import (ParamAndGradBuffer, default_bucket_size,
+                                                             launch_bucket_reduction)
 from megatron.core.param_layout import param_layouts
 from megatron.core.process_groups_config import default_pg_collection
 from megatron.core.transformer.module import MegatronModule
 from megatron.core.utils import get_pg_size, get_pg_src_rank, no_effect
 
 
-class _GradBuffer:
-    """One flat gradient buffer for the parameters of one gradient dtype reduced over one group."""
-
-    def __init__(self, params: List[torch.nn.Parameter], dtype: torch.dtype, group_name: str, group):
-        self.params = params
-        self.dtype = dtype
-        self.group_name, self.group = group_name, group
-        numel = sum(p.numel() for p in params)
-        self.grad_data = torch.zeros(numel, dtype=dtype, device=params[0].device)
-        offset = 0
-        for p in params:
-            p.main_grad = self.grad_data[offset:offset + p.numel()].view_as(p)
-            offset += p.numel()
-
-    def reset(self):
-        self.grad_data.zero_()
+def _grad_ready_hook(ddp_ref, param: torch.nn.Parameter) -> None:
+    ddp = ddp_ref()
+    if ddp is None:  # the wrapper is gone: nothing accumulates into its buffers any more
+        return
+    ddp._on_grad_ready(param)
 
 
 class DistributedDataParallel(MegatronModule):
     def __init__(self, config, ddp_config: DistributedDataParallelConfig, module: torch.nn.Module,
                  disable_bucketing: bool = False, pg_collection=None):
         super().__init__(config)
-        no_effect("one reduction per (dtype, group) buffer: bucketing only changes how it is split",
-                  disable_bucketing)
         self.ddp_config = ddp_config
         self.module = module
         self.pg_collection = default_pg_collection(pg_collection)
@@ -52,50 +49,80 @@ class DistributedDataParallel(MegatronModule):
         self.dp_size = get_pg_size(self.dp_group)
         # The ParamLayout table of the wrapped module, keyed by its qualified parameter names.
         self.param_layouts = param_layouts(module)
+        bucket_size = ddp_config.bucket_size
+        if bucket_size is None:
+            bucket_size = default_bucket_size(self.dp_size)
+        if disable_bucketing:  # one bucket per buffer, as Megatron's argument asks
+            bucket_size = None
         by_key: Dict[Tuple[torch.dtype, str], List[torch.nn.Parameter]] = {}
         for name, param in module.named_parameters():
             if not param.requires_grad:
                 continue
             grad_dtype = torch.float32 if ddp_config.grad_reduce_in_fp32 else param.dtype
             by_key.setdefault((grad_dtype, self.param_layouts[name].grad_reduce_group), []).append(param)
-            param.register_post_accumulate_grad_hook(self._accumulate_into_main_grad)
-        self.buffers = [_GradBuffer(params, dtype, name, self.pg_collection.group(name))
+        self.buffers = [ParamAndGradBuffer(params, dtype, name, self.pg_collection.group(name), bucket_size)
                         for (dtype, name), params in by_key.items()]
+        self._buffer_of = {id(p): buffer for buffer in self.buffers for bucket in buffer.buckets
+                           for p in bucket.params}
+        self._names = {id(p): name for name, p in module.named_parameters()}
+        # The hooks reach this wrapper through a weak reference: a bound method would make a cycle
+        # parameter -> hook -> wrapper -> module -> parameter, which is only collected at interpreter
+        # exit, and tearing tensors down there can abort the process.
+        hook = functools.partial(_grad_ready_hook, weakref.ref(self))
+        for buffer in self.buffers:
+            for bucket in buffer.buckets:
+                for param in bucket.params:
+                    param.register_post_accumulate_grad_hook(hook)
         # Each rank's gradient is a mean over its own micro-batches: average over data-parallel ranks,
         # unless the loss is a per-token sum (then the optimizer divides by the global token count).
         self.per_token_loss = ddp_config.calculate_per_token_loss or config.calculate_per_token_loss
+        self.overlap_grad_reduce = ddp_config.overlap_grad_reduce
+        self._final_micro_batch = True  # False inside no_sync: more micro-batches will add to the grads
 
-    @staticmethod
-    def _accumulate_into_main_grad(param: torch.nn.Parameter) -> None:
+    def _launch(self, buffer: ParamAndGradBuffer, bucket, async_op: bool = True) -> None:
+        launch_bucket_reduction(bucket, buffer.group, self.per_token_loss, self.ddp_config.average_in_collective,
+                                async_op)
+
+    def _on_grad_ready(self, param: torch.nn.Parameter) -> None:
+        buffer = self._buffer_of[id(param)]
+        if self.overlap_grad_reduce and buffer.bucket_of(param).launched:
+            raise RuntimeError(
+                f"the gradient of {self._names[id(param)]} arrived after its bucket's all-reduce was launched: "
+                "with overlap_grad_reduce (--overlap-grad-reduce) every backward of a step but the last must "
+                "run inside the model's no_sync(); wrap the earlier micro-batches in it, or turn overlap off")
         param.main_grad.add_(param.grad)
         param.grad = None
+        if self.overlap_grad_reduce and self._final_micro_batch:
+            buffer.mark_ready(param, self._launch)
 
     def forward(self, *inputs, **kwargs):
         return self.module(*inputs, **kwargs)
 
     @contextlib.contextmanager
     def no_sync(self):
-        """Gradients are reduced once, in finish_grad_sync, so there is nothing to suspend."""
-        yield
+        """Backwards inside only accumulate: no reduction starts until the last micro-batch's."""
+        self._final_micro_batch = False
+        try:
+            yield
+        finally:
+            self._final_micro_batch = True
 
     def start_grad_sync(self, *unused):
-        """Megatron's hook to start reductions early; here everything is reduced in finish_grad_sync."""
-        no_effect("gradients are reduced once, in finish_grad_sync", unused)
+        """Launch (asynchronously) every bucket reduction not started yet; finish_grad_sync waits."""
+        no_effect("Megatron passes the chunk's parameters; every bucket not launched yet is launched", unused)
+        for buffer in self.buffers:
+            buffer.launch_remaining(self._launch)
 
     def finish_grad_sync(self) -> None:
-        """Average (or sum, for per-token losses) each gradient buffer over its data-parallel group."""
+        """Average (or sum, for per-token losses) every bucket over its group and wait for the result."""
         for buffer in self.buffers:
-            size = get_pg_size(buffer.group)
-            if size == 1:
-                continue
-            if self.per_token_loss:
-                dist.all_reduce(buffer.grad_data, group=buffer.group)
-            elif self.ddp_config.average_in_collective and dist.get_backend(buffer.group) == "nccl":
-                # NCCL averages inside the all-reduce (gloo has no AVG op: it scales first instead).
-                dist.all_reduce(buffer.grad_data, op=dist.ReduceOp.AVG, group=buffer.group)
-            else:
-                buffer.grad_data.mul_(1.0 / size)
-                dist.all_reduce(buffer.grad_data, group=buffer.group)
+            buffer.launch_remaining(functools.partial(self._launch, async_op=self.overlap_grad_reduce))
+        for buffer in self.buffers:
+            for bucket in buffer.buckets:
+                if bucket.handle is not None:
+                    bucket.handle.wait()
+            # The reductions of this step are done: a later backward/finish starts a new round.
+            buffer.reset_communication()
 
     def scale_gradients(self, scaling_factor: float) -> None:
         for buffer in self.buffers:

@@ -19,11 +19,10 @@ _COMM = "communication tuning: the reduced gradients are the same"
         "data_parallel_sharding_strategy": "FSDP is not supported yet",
     },
     no_effect={
-        "overlap_grad_reduce": "gradients are reduced once after backward; overlap would change only the timing",
         "align_param_gather": "needs the distributed optimizer, refused above",
         "check_for_nan_in_grad": "non-finite gradients are caught after the reduction: MixedPrecisionOptimizer.step "
                                  "refuses a step whose grad norm is not finite and returns that norm",
-        "bucket_size": _COMM, "pad_buckets_for_high_nccl_busbw": _COMM, "gradient_reduce_div_fusion": _COMM,
+        "pad_buckets_for_high_nccl_busbw": _COMM, "gradient_reduce_div_fusion": _COMM,
         "nccl_ub": _COMM,
         "suggested_communication_unit_size": _FSDP_ONLY, "preserve_fp32_weights": _FSDP_ONLY,
         "fsdp_double_buffer": _FSDP_ONLY,

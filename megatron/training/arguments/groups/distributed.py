@@ -56,8 +56,9 @@ group.value("--distributed-timeout-minutes", type=int, default=10,
             help="Timeout of collective operations.")
 group.value("--distributed-timeout-seconds-after-init", type=int, state=UNSUPPORTED,
             help="Timeout of process groups once initialization is done.")
-group.switch("--overlap-grad-reduce", state=IMPL_CHOICE, note=_NO_OVERLAP,
-             help="Overlap the gradient reduction with the backward pass.")
+group.switch("--overlap-grad-reduce",
+             help="Overlap the gradient reduction with the backward pass (each bucket is all-reduced "
+                  "as soon as its last gradient of the step is in).")
 group.switch("--defer-embedding-wgrad-compute", state=UNSUPPORTED, note=_PP_TUNING,
              help="Defer the output layer's weight gradient to the pipeline flush.")
 group.value("--wgrad-deferral-limit", type=int, default=0, state=UNSUPPORTED, note=_PP_TUNING,
@@ -66,9 +67,8 @@ group.negation("--no-align-grad-reduce", dest="align_grad_reduce", state=IMPL_CH
                note=_NO_OVERLAP, help="Let pipeline stages start gradient reduction on their own.")
 group.value("--ddp-num-buckets", type=int, state=UNSUPPORTED,
             help="Number of data-parallel communication buckets.")
-group.value("--ddp-bucket-size", type=int, state=IMPL_CHOICE,
-            note="gradients are reduced from one contiguous buffer",
-            help="Elements per data-parallel communication bucket.")
+group.value("--ddp-bucket-size", type=int,
+            help="Elements per data-parallel communication bucket (default max(40M, 1M x data-parallel size)).")
 group.switch("--ddp-pad-buckets-for-high-nccl-busbw", state=UNSUPPORTED,
              help="Pad buckets to a large power of 2 for NCCL bandwidth.")
 group.switch("--ddp-reduce-scatter-with-fp32-accumulation", state=UNSUPPORTED,
