@@ -59,3 +59,26 @@ def run_pretrain(argv: List[str], finalize_hook=None) -> Dict[str, list]:
         destroy_megatron()
     record["stdout"] = out.getvalue()
     return record
+
+
+def full_tensors_by_global_name(model_chunks, pick):
+    """``pick(param)`` of every parameter of this rank's model chunks, as the full tensor (the
+    tensor-parallel shards all-gathered: collective over the TP group) under its layout-independent
+    name; a tied output layer is filed under the name of the embedding it copies. Yields
+    (global name, pipeline rank, tensor) on tensor-parallel rank 0, nothing elsewhere."""
+    import torch
+    import torch.distributed as dist
+    from megatron.core import parallel_state as ps
+    from megatron.core.param_layout import param_layouts
+    from megatron.core.utils import unwrap_model
+    tp_group, tp = ps.get_tensor_model_parallel_group(), ps.get_tensor_model_parallel_world_size()
+    for chunk in model_chunks:
+        inner = unwrap_model(chunk)
+        layouts = param_layouts(inner)
+        for name, param in inner.named_parameters():
+            local = pick(param).contiguous()
+            shards = [torch.empty_like(local) for _ in range(tp)]
+            dist.all_gather(shards, local, group=tp_group)
+            if ps.get_tensor_model_parallel_rank() == 0:
+                global_name = layouts[name].tied_to or inner.global_param_name(name)
+                yield global_name, ps.get_pipeline_model_parallel_rank(), layouts[name].full_from_shards(shards).clone()

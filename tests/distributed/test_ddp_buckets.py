@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 
 from tests.harness import run_distributed
-from tests.pretrain_runner import run_pretrain
+from tests.pretrain_runner import full_tensors_by_global_name, run_pretrain
 
 ITERS = 5
 BASE = ("--num-layers 4 --hidden-size 32 --num-attention-heads 4 --seq-length 16 --max-position-embeddings 16 "
@@ -39,20 +39,10 @@ def _params_after_step_3(store):
     (tensor-parallel shards gathered into the full tensor)."""
     def hook(model, iteration):
         from megatron.core import parallel_state as ps
-        from megatron.core.param_layout import param_layouts
-        from megatron.core.utils import unwrap_model
         if iteration != 4 or ps.get_data_parallel_rank() != 0:
             return
-        tp_group, tp = ps.get_tensor_model_parallel_group(), ps.get_tensor_model_parallel_world_size()
-        for chunk in model:
-            inner = unwrap_model(chunk)
-            layouts = param_layouts(inner)
-            for name, param in inner.named_parameters():
-                shards = [torch.empty_like(param.data) for _ in range(tp)]
-                dist.all_gather(shards, param.data.contiguous(), group=tp_group)
-                global_name = layouts[name].tied_to or inner.global_param_name(name)
-                if ps.get_tensor_model_parallel_rank() == 0:
-                    store[global_name] = layouts[name].full_from_shards(shards).clone()
+        for name, _, value in full_tensors_by_global_name(model, lambda p: p.data):
+            store[name] = value
     return hook
 
 

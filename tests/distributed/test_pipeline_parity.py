@@ -14,10 +14,9 @@ import re
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
 
 from tests.harness import run_distributed
-from tests.pretrain_runner import run_pretrain
+from tests.pretrain_runner import full_tensors_by_global_name, run_pretrain
 
 ITERS = 5
 # Clipping at 0.2 is below every step's grad norm, so it is active. Adam's eps is 1e-4 for the reason
@@ -50,26 +49,14 @@ LAYOUTS = {
 
 
 def _grads_after_step_1(store):
-    """A finalize hook that keeps, after step 1, this rank's final gradients by global name."""
+    """A finalize hook that keeps, after step 1, this rank's final gradients by global name (a tied
+    output layer's under its embedding's name: the two must be equal)."""
     def hook(model, iteration):
         from megatron.core import parallel_state as ps
-        from megatron.core.param_layout import param_layouts
-        from megatron.core.utils import unwrap_model
         if iteration != 1 or ps.get_data_parallel_rank() != 0:
             return
-        tp_group, tp = ps.get_tensor_model_parallel_group(), ps.get_tensor_model_parallel_world_size()
-        for chunk in model:
-            inner = unwrap_model(chunk)
-            layouts = param_layouts(inner)
-            for name, param in inner.named_parameters():
-                layout = layouts[name]
-                shards = [torch.empty_like(param.main_grad) for _ in range(tp)]
-                dist.all_gather(shards, param.main_grad.contiguous(), group=tp_group)
-                # A tied output layer's gradient must equal its original's: file it under that name.
-                global_name = layout.tied_to or inner.global_param_name(name)
-                if ps.get_tensor_model_parallel_rank() == 0:
-                    store[(global_name, ps.get_pipeline_model_parallel_rank())] = \
-                        layout.full_from_shards(shards).clone()
+        for name, stage, grad in full_tensors_by_global_name(model, lambda p: p.main_grad):
+            store[(name, stage)] = grad
     return hook
 
 
