@@ -34,7 +34,7 @@ from megatron.training.checkpoint_files import (
 from megatron.training.collective_errors import fail_together
 from megatron.training.global_vars import get_args
 from megatron.training.train_state import TrainState
-from megatron.training.utils import print_rank_0, unwrap_model
+from megatron.training.utils import finish_param_sync, print_rank_0, unwrap_model
 
 CHECKPOINT_VERSION = 3.0
 TRACKER_FILENAME = "latest_checkpointed_iteration.txt"
@@ -154,7 +154,12 @@ def save_checkpoint(iteration: int, model, optimizer, opt_param_scheduler,
         train_state = TrainState(iteration=iteration,
                                  floating_point_operations_so_far=num_floating_point_operations_so_far)
     chunks = model if isinstance(model, list) else [model]
+    finish_param_sync(chunks)
     print_rank_0(f"saving checkpoint at iteration {iteration:7d} to {args.save}")
+    save_optim = not args.no_save_optim and optimizer is not None
+    # The distributed optimizer's state is sharded: gathering it is collective over data parallelism.
+    sharded_optim = save_optim and getattr(optimizer, "is_sharded", False)
+    optim_state = optimizer.state_dict() if sharded_optim else None
     saved_args = {k: _plain(v) for k, v in vars(args).items() if k not in ("startup_notes", "user_set_options")}
     if not dist.is_initialized() or dist.get_rank() == 0:
         # The checkpoint carries its arguments as JSON and its tokenizer, so that it loads without flags.
@@ -170,8 +175,8 @@ def save_checkpoint(iteration: int, model, optimizer, opt_param_scheduler,
             "num_floating_point_operations_so_far": num_floating_point_operations_so_far,
             "train_state": train_state.state_dict(),
         }
-        if not args.no_save_optim and optimizer is not None:
-            state["optimizer"] = optimizer.state_dict()
+        if save_optim:
+            state["optimizer"] = optim_state if sharded_optim else optimizer.state_dict()
             if opt_param_scheduler is not None:
                 state["opt_param_scheduler"] = opt_param_scheduler.state_dict()
         if not args.no_save_rng:

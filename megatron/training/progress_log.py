@@ -126,8 +126,10 @@ def calc_params_l2_norm(model) -> float:
     tied output layer is the embedding's copy; see param_layout.counts_here)."""
     from megatron.core.param_layout import counts_here, param_layouts
     from megatron.core.process_groups_config import ProcessGroupCollection
+    from megatron.training.utils import finish_param_sync
     pg = ProcessGroupCollection.use_mpu_process_groups()
     chunks = model if isinstance(model, list) else [model]
+    finish_param_sync(chunks)
     total = torch.zeros((), dtype=torch.float32, device=device.current_device())
     for chunk in chunks:
         layouts = param_layouts(chunk)

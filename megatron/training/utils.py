@@ -84,3 +84,13 @@ def report_memory(name: str) -> None:
           f"reserved: {torch.cuda.memory_reserved() / mb:.1f} | "
           f"max reserved: {torch.cuda.max_memory_reserved() / mb:.1f}", flush=True)
 
+
+
+def finish_param_sync(model) -> None:
+    """Wait for the distributed optimizer's parameter all-gathers still in flight (under
+    --overlap-param-gather they finish during the next forward): before the weights are read whole
+    outside a forward (a checkpoint, the parameter norm)."""
+    for chunk in model if isinstance(model, list) else [model]:
+        wait = getattr(chunk, "finish_param_sync", None)
+        if wait is not None:
+            wait()

@@ -150,8 +150,8 @@ def _minimal(cls, **kw):
 def test_unsupported_and_unknown_fields_fail_naming_the_field():
     with pytest.raises(NotSupportedError, match="num_moe_experts"):
         _minimal(TransformerConfig, num_moe_experts=8)
-    with pytest.raises(NotSupportedError, match="use_distributed_optimizer"):
-        DistributedDataParallelConfig(use_distributed_optimizer=True)
+    with pytest.raises(NotSupportedError, match="num_distributed_optimizer_instances"):
+        DistributedDataParallelConfig(num_distributed_optimizer_instances=2)
     with pytest.raises(NotSupportedError, match="exp_avg_dtype"):
         OptimizerConfig(exp_avg_dtype=torch.bfloat16)
     # A field of megatron-core 0.16.1 that we lack: named as such; its own default is harmless.

@@ -13,6 +13,13 @@ the step (outside ``no_sync``, i.e. in the last micro-batch), and a bucket whose
 ready is all-reduced asynchronously while backward goes on; ``finish_grad_sync`` launches what is
 left (parameters that got no gradient) and waits. Without it, every bucket is reduced in
 ``finish_grad_sync``.
+
+With ``use_distributed_optimizer`` the buffers also hold the weights (``param.data`` becomes a view
+into them) and a bucket is reduce-scattered: each data-parallel rank gets the reduced gradients of
+its own shard, which its DistributedOptimizer steps; the updated shards are then all-gathered into
+the weights (``start_param_sync``). With ``overlap_param_gather`` that all-gather runs
+asynchronously and a module's forward pre-hook waits for the buckets of its own parameters, so the
+next step's forward overlaps the gather of the later layers.
 """
 import contextlib
 import functools
@@ -24,11 +31,13 @@ import torch.distributed as dist
 
 from megatron.core.distributed.distributed_data_parallel_config import DistributedDataParallelConfig
 from megatron.core.distributed.param_and_grad_buffer import (ParamAndGradBuffer, default_bucket_size,
-                                                             launch_bucket_reduction)
+                                                             launch_bucket_reduction, launch_param_gather,
+                                                             wait_param_gather)
+from megatron.core.errors import ConfigError
 from megatron.core.param_layout import param_layouts
 from megatron.core.process_groups_config import default_pg_collection
 from megatron.core.transformer.module import MegatronModule
-from megatron.core.utils import get_pg_size, get_pg_src_rank, no_effect
+from megatron.core.utils import get_pg_size, get_pg_src_rank, no_effect, unwrap_model
 
 
 def _grad_ready_hook(ddp_ref, param: torch.nn.Parameter) -> None:
@@ -36,6 +45,11 @@ def _grad_ready_hook(ddp_ref, param: torch.nn.Parameter) -> None:
     if ddp is None:  # the wrapper is gone: nothing accumulates into its buffers any more
         return
     ddp._on_grad_ready(param)
+
+
+def _wait_buckets(buckets, module, inputs) -> None:
+    for bucket in buckets:
+        wait_param_gather(bucket)
 
 
 class DistributedDataParallel(MegatronModule):
@@ -54,14 +68,22 @@ class DistributedDataParallel(MegatronModule):
             bucket_size = default_bucket_size(self.dp_size)
         if disable_bucketing:  # one bucket per buffer, as Megatron's argument asks
             bucket_size = None
-        by_key: Dict[Tuple[torch.dtype, str], List[torch.nn.Parameter]] = {}
+        if ddp_config.overlap_param_gather and not (ddp_config.use_distributed_optimizer
+                                                    and ddp_config.overlap_grad_reduce):
+            raise ConfigError("overlap_param_gather (--overlap-param-gather) needs use_distributed_optimizer "
+                              "(--use-distributed-optimizer) and overlap_grad_reduce (--overlap-grad-reduce)")
+        sharded = ddp_config.use_distributed_optimizer
+        by_key: Dict[Tuple[torch.dtype, torch.dtype, str], List[torch.nn.Parameter]] = {}
         for name, param in module.named_parameters():
             if not param.requires_grad:
                 continue
             grad_dtype = torch.float32 if ddp_config.grad_reduce_in_fp32 else param.dtype
-            by_key.setdefault((grad_dtype, self.param_layouts[name].grad_reduce_group), []).append(param)
-        self.buffers = [ParamAndGradBuffer(params, dtype, name, self.pg_collection.group(name), bucket_size)
-                        for (dtype, name), params in by_key.items()]
+            key = (param.dtype, grad_dtype, self.param_layouts[name].grad_reduce_group)
+            by_key.setdefault(key, []).append(param)
+        full_grad = self._params_summed_after_reduction() if sharded else set()
+        self.buffers = [ParamAndGradBuffer(params, grad_dtype, name, self.pg_collection.group(name), bucket_size,
+                                           with_param_data=sharded, all_reduce_params=full_grad)
+                        for (_, grad_dtype, name), params in by_key.items()]
         self._buffer_of = {id(p): buffer for buffer in self.buffers for bucket in buffer.buckets
                            for p in bucket.params}
         self._names = {id(p): name for name, p in module.named_parameters()}
@@ -78,7 +100,28 @@ class DistributedDataParallel(MegatronModule):
         self.per_token_loss = ddp_config.calculate_per_token_loss or config.calculate_per_token_loss
         self.overlap_grad_reduce = ddp_config.overlap_grad_reduce
         self._final_micro_batch = True  # False inside no_sync: more micro-batches will add to the grads
+        if ddp_config.overlap_param_gather:
+            self._register_param_wait_hooks()
 
+    def _params_summed_after_reduction(self):
+        """Ids of parameters whose reduced gradient is summed again over another group (the tied
+        embedding between the first and last pipeline stage): their buckets stay all-reduced."""
+        embd = getattr(self.pg_collection, "embd", None)
+        if embd is None or get_pg_size(embd) == 1:
+            return set()
+        inner = unwrap_model(self.module)
+        if not getattr(inner, "share_embeddings_and_output_weights", False):
+            return set()
+        weight = inner.shared_embedding_or_output_weight()
+        return {id(weight)} if weight is not None else set()
+
+    def _register_param_wait_hooks(self) -> None:
+        bucket_of = {id(p): bucket for buffer in self.buffers for bucket in buffer.buckets for p in bucket.params}
+        for submodule in self.module.modules():
+            buckets = {id(bucket_of[id(p)]): bucket_of[id(p)] for p in submodule.parameters(recurse=False)
+                       if id(p) in bucket_of}
+            if buckets:
+                submodule.register_forward_pre_hook(functools.partial(_wait_buckets, list(buckets.values())))
     def _launch(self, buffer: ParamAndGradBuffer, bucket, async_op: bool = True) -> None:
         launch_bucket_reduction(bucket, buffer.group, self.per_token_loss, self.ddp_config.average_in_collective,
                                 async_op)
@@ -123,6 +166,21 @@ class DistributedDataParallel(MegatronModule):
                     bucket.handle.wait()
             # The reductions of this step are done: a later backward/finish starts a new round.
             buffer.reset_communication()
+
+    def start_param_sync(self, *unused, force_sync: bool = False) -> None:
+        """All-gather the updated parameter shards of every data-parallel rank into the weights
+        (distributed optimizer): asynchronously under overlap_param_gather unless ``force_sync``."""
+        no_effect("Megatron's argument selects buckets to gather; every bucket is gathered", unused)
+        async_op = self.ddp_config.overlap_param_gather and not force_sync
+        for buffer in self.buffers:
+            for bucket in buffer.buckets:
+                launch_param_gather(bucket, buffer.group, async_op=async_op)
+
+    def finish_param_sync(self) -> None:
+        """Wait for every parameter all-gather still in flight: the weights are whole afterwards."""
+        for buffer in self.buffers:
+            for bucket in buffer.buckets:
+                wait_param_gather(bucket)
 
     def scale_gradients(self, scaling_factor: float) -> None:
         for buffer in self.buffers:

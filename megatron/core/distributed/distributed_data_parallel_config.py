@@ -9,9 +9,7 @@ _COMM = "communication tuning: the reduced gradients are the same"
 
 @megatron_config(
     unsupported={
-        "use_distributed_optimizer": "the distributed (sharded) optimizer is not supported yet",
-        "overlap_param_gather": "needs the distributed optimizer, not supported yet",
-        "num_distributed_optimizer_instances": "needs the distributed optimizer, not supported yet",
+        "num_distributed_optimizer_instances": "one distributed-optimizer instance per data-parallel group only",
         "check_for_large_grads": "the large-gradient check is not supported",
         "fp8_param_gather": "fp8 parameters are not supported",
         "use_megatron_fsdp": "FSDP is not supported yet",
@@ -19,7 +17,7 @@ _COMM = "communication tuning: the reduced gradients are the same"
         "data_parallel_sharding_strategy": "FSDP is not supported yet",
     },
     no_effect={
-        "align_param_gather": "needs the distributed optimizer, refused above",
+        "align_param_gather": "every stage gathers its parameters at the end of its own optimizer step",
         "check_for_nan_in_grad": "non-finite gradients are caught after the reduction: MixedPrecisionOptimizer.step "
                                  "refuses a step whose grad norm is not finite and returns that norm",
         "pad_buckets_for_high_nccl_busbw": _COMM, "gradient_reduce_div_fusion": _COMM,

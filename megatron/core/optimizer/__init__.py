@@ -15,6 +15,7 @@ from megatron.core.optimizer.optimizer import (
     MegatronOptimizer,
     MixedPrecisionOptimizer,
 )
+from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer, local_params_groups, shard_ranges
 from megatron.core.optimizer.optimizer_config import OptimizerConfig
 from megatron.core.errors import ConfigError
 
@@ -128,14 +129,38 @@ def get_megatron_optimizer(config: OptimizerConfig, model_chunks: List[torch.nn.
                                      default_skip_embedding_weight_decay)
     counted = {id(p) for _, p, layout in _named_params_with_layouts(model_chunks) if counts_here(layout, pg)}
     model_params_groups = [group["params"] for group in param_groups]
+    mp, dp_cp = pg.group("mp"), pg.group("dp_cp")
+    if config.use_distributed_optimizer:
+        return _distributed_optimizer(config, model_chunks, param_groups, counted, mp, dp_cp)
     for group in param_groups:
         group["params"] = [_main_param(p) for p in group["params"]]
     optimizer = _torch_optimizer(config, param_groups)
-    mp = pg.group("mp")
     return MixedPrecisionOptimizer(optimizer, config, _grad_scaler(config), model_params_groups,
                                    grad_stats_parallel_group=mp if get_pg_size(mp) > 1 else None,
-                                   params_counted_in_grad_norm=counted, found_inf_groups=[mp, pg.group("dp_cp")])
+                                   params_counted_in_grad_norm=counted, found_inf_groups=[mp, dp_cp])
+
+
+def _distributed_optimizer(config: OptimizerConfig, model_chunks, param_groups: List[Dict], counted, mp, dp_cp):
+    """ZeRO-1 over the chunks' buffers: each group keeps only this rank's ranges of its parameters."""
+    from megatron.core.distributed import DistributedDataParallel
+    if not all(isinstance(c, DistributedDataParallel) and c.ddp_config.use_distributed_optimizer
+               for c in model_chunks):
+        raise ConfigError("OptimizerConfig.use_distributed_optimizer needs every model chunk wrapped in "
+                          "DistributedDataParallel with DistributedDataParallelConfig(use_distributed_optimizer=True): "
+                          "the wrapper's buffers hold the shards")
+    ranges = shard_ranges(model_chunks)
+    full_param_groups = [group["params"] for group in param_groups]
+    range_of = {id(r.param): r for r in ranges}
+    for group, params in zip(param_groups, local_params_groups(full_param_groups, ranges)):
+        group["params"] = [DistributedOptimizer.main_tensor(range_of[id(p)]) for p in params]
+    optimizer = _torch_optimizer(config, param_groups)
+    # Each rank holds a shard of every gradient: the norm sums over the shards, then the model ranks.
+    groups = [g for g in (dp_cp, mp) if get_pg_size(g) > 1]
+    return DistributedOptimizer(optimizer, config, _grad_scaler(config), full_param_groups, ranges, model_chunks,
+                                dp_cp, grad_stats_parallel_group=groups or None,
+                                params_counted_in_grad_norm=counted, found_inf_groups=[mp, dp_cp])
 
 
 __all__ = ["OptimizerConfig", "get_megatron_optimizer", "MegatronOptimizer", "MixedPrecisionOptimizer",
+           "DistributedOptimizer",
            "FP32Optimizer", "Float16OptimizerWithFloat16Params"]

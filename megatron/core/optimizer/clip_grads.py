@@ -7,6 +7,14 @@ import torch.distributed as dist
 from megatron.core.device import current_device
 
 
+def _all_reduce(total: torch.Tensor, groups, op=dist.ReduceOp.SUM) -> None:
+    """Reduce over a group, or over each group of a list in turn (data-parallel shards, then
+    model-parallel ranks: together every rank of the model)."""
+    for group in groups if isinstance(groups, (list, tuple)) else [groups]:
+        if group is not None:
+            dist.all_reduce(total, op=op, group=group)
+
+
 def get_grad_norm_fp32(grads_for_norm: List[torch.Tensor], norm_type: float = 2.0,
                        grad_stats_parallel_group=None) -> float:
     """L2 (or inf) norm over ``grads_for_norm`` of every rank in ``grad_stats_parallel_group``.
@@ -19,8 +27,7 @@ def get_grad_norm_fp32(grads_for_norm: List[torch.Tensor], norm_type: float = 2.
     if norm_type == float("inf"):
         local = max((g.abs().max().float() for g in grads_for_norm), default=torch.zeros((), device=device))
         total = torch.as_tensor(local, dtype=torch.float32, device=device).clone()
-        if grad_stats_parallel_group is not None:
-            dist.all_reduce(total, op=dist.ReduceOp.MAX, group=grad_stats_parallel_group)
+        _all_reduce(total, grad_stats_parallel_group, op=dist.ReduceOp.MAX)
         return float(total)
     if grads_for_norm and device.type == "cpu":
         # The CPU norm kernels accumulate float32 sequentially (1e-4 relative error on a large
@@ -33,8 +40,7 @@ def get_grad_norm_fp32(grads_for_norm: List[torch.Tensor], norm_type: float = 2.
         total = torch.stack(norms).pow(norm_type).sum()
     else:
         total = torch.zeros((), dtype=torch.float64 if device.type == "cpu" else torch.float32, device=device)
-    if grad_stats_parallel_group is not None:
-        dist.all_reduce(total, group=grad_stats_parallel_group)
+    _all_reduce(total, grad_stats_parallel_group)
     return float(total.pow(1.0 / norm_type))
 
 
@@ -50,6 +56,5 @@ def count_zeros_fp32(grads_for_norm: List[torch.Tensor], grad_stats_parallel_gro
     total = torch.zeros((), dtype=torch.float32, device=device)
     for g in grads_for_norm:
         total += (g == 0).sum()
-    if grad_stats_parallel_group is not None:
-        dist.all_reduce(total, group=grad_stats_parallel_group)
+    _all_reduce(total, grad_stats_parallel_group)
     return float(total)

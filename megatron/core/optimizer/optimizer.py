@@ -37,7 +37,7 @@ class MixedPrecisionOptimizer:
     ``model_params_groups[i][j]`` is the model parameter whose main copy is
     ``optimizer.param_groups[i]['params'][j]``. ``grad_stats_parallel_group`` is the group the grad
     norm, zero count and fp16 overflow flag are reduced over (the model-parallel group; None: this
-    rank alone); ``params_counted_in_grad_norm`` holds the ids of the model parameters this rank
+    rank alone; a list: reduced over each in turn); ``params_counted_in_grad_norm`` holds the ids of the model parameters this rank
     counts in the norm (get_megatron_optimizer derives both from the ParamLayout table). The fp16
     overflow flag is reduced (MAX) over each of ``found_inf_groups`` in turn (model-parallel, then
     data-parallel: together every rank of the model), so a step is skipped on every rank or none.
@@ -162,10 +162,13 @@ class MixedPrecisionOptimizer:
             clip_grad_by_total_norm_fp32(self._main_grads(), self.config.clip_grad, grad_norm)
         num_zeros = self.count_zeros() if self.config.log_num_zeros_in_grad else None
         self.optimizer.step()
+        self._copy_main_params_to_model_params()
+        return True, grad_norm, num_zeros
+
+    def _copy_main_params_to_model_params(self) -> None:
         if self.has_separate_main_params:
             for model_p, main_p in self.pairs:
                 model_p.data.copy_(main_p.data)
-        return True, grad_norm, num_zeros
 
     def reload_model_params(self) -> None:
         """After loading model weights: refresh the fp32 copies from them."""

@@ -10,9 +10,8 @@ _DTYPE = "precision-aware optimizer states are not supported yet: keep float32"
 
 @megatron_config(
     unsupported={
-        "use_distributed_optimizer": "the distributed (sharded) optimizer is not supported yet",
         "use_precision_aware_optimizer": "the precision-aware optimizer is not supported yet",
-        "overlap_param_gather_with_optimizer_step": "needs the distributed optimizer, not supported yet",
+        "overlap_param_gather_with_optimizer_step": "the first bucket's all-gather runs after the optimizer step, not within it",
         "optimizer_cpu_offload": "optimizer CPU offload is not supported yet",
         "config_logger_dir": "config logging is not supported",
     },

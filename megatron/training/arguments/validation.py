@@ -124,6 +124,9 @@ def _parallel_layout(args, notes):
         args.sequence_parallel = False
     if args.expert_tensor_parallel_size is None:
         args.expert_tensor_parallel_size = tp
+    if args.overlap_param_gather and not (args.use_distributed_optimizer and args.overlap_grad_reduce):
+        raise ConfigError("--overlap-param-gather overlaps the distributed optimizer's all-gather with the next "
+                          "forward: add --use-distributed-optimizer and --overlap-grad-reduce, or drop it")
 
 
 def _batch_sizes(args):

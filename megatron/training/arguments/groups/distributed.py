@@ -75,8 +75,9 @@ group.switch("--ddp-reduce-scatter-with-fp32-accumulation", state=UNSUPPORTED,
              help="Reduce-scatter in low precision with fp32 accumulation.")
 group.switch("--ddp-average-in-collective",
              help="Average gradients inside the collective instead of scaling first.")
-group.switch("--overlap-param-gather", state=IMPL_CHOICE, note=_NO_OVERLAP,
-             help="Overlap the distributed optimizer's parameter all-gather with compute.")
+group.switch("--overlap-param-gather",
+             help="Overlap the distributed optimizer's parameter all-gather with the next forward pass "
+                  "(needs --use-distributed-optimizer and --overlap-grad-reduce).")
 group.switch("--overlap-param-gather-with-optimizer-step", state=UNSUPPORTED, note=_PP_TUNING,
              help="Overlap the first bucket's all-gather with the optimizer step.")
 group.negation("--no-align-param-gather", dest="align_param_gather", state=UNSUPPORTED, note=_PP_TUNING,
@@ -96,8 +97,9 @@ group.switch("--account-for-embedding-in-pipeline-split", state=UNSUPPORTED, not
              help="Count the embedding as a layer when splitting stages.")
 group.switch("--account-for-loss-in-pipeline-split", state=UNSUPPORTED, note=_SPLIT,
              help="Count the loss as a layer when splitting stages.")
-group.switch("--use-distributed-optimizer", state=UNSUPPORTED,
-             help="Shard optimizer state over data-parallel ranks (ZeRO-1).")
+group.switch("--use-distributed-optimizer",
+             help="Shard the fp32 master weights and optimizer moments over data-parallel ranks (ZeRO-1): "
+                  "gradients reduce-scattered, updated weights all-gathered.")
 group.switch("--use-nccl-ub", dest="nccl_ub", state=UNSUPPORTED,
              help="NCCL userbuffer registration for data-parallel buffers.")
 group.switch("--disable-symmetric-registration", state=UNSUPPORTED,
